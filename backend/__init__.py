@@ -1,0 +1,1 @@
+"""Berth backend: the engine, its HTTP server, the VM machine manager and the API clients."""

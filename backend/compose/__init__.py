@@ -1,0 +1,1 @@
+"""Compose: YAML files turned into Docker Engine API calls through backend.api."""

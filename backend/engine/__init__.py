@@ -1,0 +1,1 @@
+"""The container engine: one service per resource, no HTTP."""

@@ -1,0 +1,1 @@
+"""Engine package builder (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""Engine package containers (see docs/architecture.md)."""

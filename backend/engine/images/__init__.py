@@ -1,0 +1,1 @@
+"""Engine package images (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""Engine package networks (see docs/architecture.md)."""

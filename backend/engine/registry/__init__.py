@@ -1,0 +1,1 @@
+"""Engine package registry (see docs/architecture.md)."""

@@ -1,0 +1,3 @@
+from backend.engine.runtime.cli import console_main
+
+console_main()

@@ -1,0 +1,1 @@
+"""Engine package volumes (see docs/architecture.md)."""

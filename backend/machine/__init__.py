@@ -1,0 +1,1 @@
+"""The VM machine manager (QEMU + SSH) used on macOS and Windows."""

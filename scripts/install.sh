@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install Berth on a fresh Debian/Ubuntu machine into /opt/berth and link its commands into
+# /usr/local/bin. Needs root. Usage: sudo bash scripts/install.sh
+set -euo pipefail
+src="$(cd "$(dirname "$0")/.." && pwd)"
+prefix=${BERTH_PREFIX:-/opt/berth}
+
+debs=(python3 python3-venv python3-pip libseccomp2 iproute2 procps util-linux)
+missing=()
+for d in "${debs[@]}"; do dpkg -s "$d" >/dev/null 2>&1 || missing+=("$d"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+[ -x "$prefix/bin/python" ] || python3 -m venv "$prefix"
+"$prefix/bin/python" -m pip install -q --upgrade pip
+"$prefix/bin/python" -m pip install -q "$src"
+for cmd in berth-runtime; do
+  ln -sf "$prefix/bin/$cmd" "/usr/local/bin/$cmd"
+done
+echo "Berth installed in $prefix"
