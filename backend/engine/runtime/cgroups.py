@@ -494,20 +494,17 @@ def _systemd_path(cgroups_path: str) -> str:
         raise InvalidParameter(f"invalid systemd cgroupsPath {cgroups_path!r}: want \"slice:prefix:name\"")
     if not slice_name:
         slice_name = "system.slice"
-    if not slice_name.endswith(".slice") or slice_name.startswith("-"):
-        raise InvalidParameter(f"invalid slice {slice_name!r} in cgroupsPath: it must end in \".slice\"")
     parts: list[str] = []
-    if slice_name != "-.slice":
+    if slice_name != "-.slice":  # "-.slice" is the root slice
         stem = slice_name.removesuffix(".slice")
-        if not stem or "--" in stem or stem.endswith("-"):
-            raise InvalidParameter(f"invalid slice {slice_name!r} in cgroupsPath")
+        if (stem == slice_name or not stem or "--" in stem or stem.startswith("-")
+                or stem.endswith("-")):
+            raise InvalidParameter(f"invalid slice {slice_name!r} in cgroupsPath: want \"a-b.slice\"")
         words = stem.split("-")
         parts = ["-".join(words[: i + 1]) + ".slice" for i in range(len(words))]
     unit = f"{prefix}-{name}.scope" if prefix else f"{name}.scope"
     if name.endswith(".slice"):
         unit = name
-    if unit in (".", ".."):
-        raise InvalidParameter(f"invalid systemd cgroupsPath {cgroups_path!r}")
     return "/" + "/".join([*parts, unit])
 
 

@@ -32,7 +32,7 @@ from backend.engine.runtime.capabilities import last_cap
 from backend.engine.runtime.cgroups import Cgroup, CgroupResources, DeviceRule, open_cgroup, restore_cgroup
 from backend.engine.runtime.seccomp import CompiledFilter, compile_filter
 from backend.engine.runtime.spawn import spawn_exec, spawn_init
-from backend.engine.runtime.spec import Hook, Process, Spec, load_bundle, parse_config, read_json_file
+from backend.engine.runtime.spec import Hook, IdMapping, Process, Spec, load_bundle, parse_config, read_json_file
 from backend.engine.runtime.state import (
     OCI_VERSION,
     ContainerState,
@@ -162,6 +162,7 @@ class Runtime:
             cgroup.create(resources)
             fifo = self.store.fifo_path(container_id)
             os.mkfifo(fifo, 0o600)
+            os.chown(fifo, _host_id(spec.uid_mappings, 0), _host_id(spec.gid_mappings, 0))
             fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
             try:
                 pid = spawn_init(spec, cgroup, fifo_fd, console if spec.process.terminal else None,
@@ -402,6 +403,14 @@ def with_device_defaults(spec: Spec) -> CgroupResources:
     rules += _ALWAYS_ALLOWED
     rules += [DeviceRule(True, d.type, d.major, d.minor, "rwm") for d in spec.devices if d.type in "cb"]
     return dataclasses.replace(spec.resources, devices=tuple(rules))
+
+
+def _host_id(mappings: tuple[IdMapping, ...], container_id: int) -> int:
+    """The host id that ``container_id`` maps to (itself without a user namespace, or unmapped)."""
+    for m in mappings:
+        if m.container_id <= container_id < m.container_id + m.size:
+            return m.host_id + container_id - m.container_id
+    return container_id
 
 
 def _write_atomic(path: str, text: str) -> None:

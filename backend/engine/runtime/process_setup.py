@@ -88,7 +88,10 @@ def setup_terminal(console: socket.socket, process: Process) -> None:
 def apply_rlimits(process: Process) -> None:
     """Set the configured rlimits."""
     for limit in process.rlimits:
-        resource.setrlimit(limit.resource, (limit.soft, limit.hard))
+        try:
+            resource.setrlimit(limit.resource, (limit.soft, limit.hard))
+        except (ValueError, OSError) as exc:
+            raise SetupError(f"setting rlimit {limit.resource} to {limit.soft}/{limit.hard}: {exc}") from exc
 
 
 def _enter_cwd(cwd: str) -> None:

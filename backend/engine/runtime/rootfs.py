@@ -133,17 +133,18 @@ def _bind(source: str, target: str, flags: int, propagation: int) -> None:
 
 def _cgroup_hierarchies() -> list[str]:
     """Names of this process's cgroup v1 hierarchies (``memory``, ``cpu,cpuacct``, ``name=systemd``)."""
-    names = []
+    found = []
     with open("/proc/self/cgroup") as f:
         for line in f:
-            _, controllers, _ = line.rstrip("\n").split(":", 2)
+            number, controllers, _ = line.rstrip("\n").split(":", 2)
             if controllers:
-                names.append(controllers)
-    return names
+                found.append((int(number), controllers))
+    return [controllers for _, controllers in sorted(found)]
 
 
 def _mount_cgroup(target: str, flags: int, spec: Spec) -> None:
-    """Mount the container's cgroups: cgroup2 on a v2 host, a tmpfs of v1 hierarchies otherwise."""
+    """Mount the container's cgroups: cgroup2 on a v2 host; on v1 a writable tmpfs holding one
+    mount per hierarchy with the requested flags (as runc lays it out)."""
     hierarchies = _cgroup_hierarchies()
     if not hierarchies:
         sc.mount("cgroup2", target, "cgroup2", flags)
@@ -153,12 +154,10 @@ def _mount_cgroup(target: str, flags: int, spec: Spec) -> None:
         sub = controllers.replace("name=", "")
         path = os.path.join(target, sub)
         os.mkdir(path, 0o755)
-        sc.mount("cgroup", path, "cgroup", flags, controllers)
+        sc.mount(sub if controllers.startswith("name=") else "cgroup", path, "cgroup", flags, controllers)
         if "," in sub:
             for alias in sub.split(","):
                 os.symlink(sub, os.path.join(target, alias))
-    if flags & sc.MS_RDONLY:
-        sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | flags | _locked_flags(target))
 
 
 def mount_one(spec: Spec, m: Mount) -> None:
@@ -219,8 +218,6 @@ def _dev_links(spec: Spec) -> None:
     destinations = {m.destination for m in spec.mounts}
     links = [("/proc/self/fd", "fd"), ("/proc/self/fd/0", "stdin"), ("/proc/self/fd/1", "stdout"),
              ("/proc/self/fd/2", "stderr")]
-    if "/proc" in destinations:
-        links.append(("/proc/kcore", "core"))
     if "/dev/pts" in destinations:
         ptmx = os.path.join(dev, "ptmx")
         if os.path.lexists(ptmx):

@@ -15,6 +15,7 @@ code: it execs or calls ``os._exit``. Both children are non-dumpable from their 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -94,10 +95,6 @@ def _child_main(channel: _Channel, body: Callable[[], None]) -> None:
         body()
     except BaseException as exc:
         message, kind = _describe(exc)
-        if os.environ.get("BERTH_RUNTIME_DEBUG"):
-            import traceback
-
-            traceback.print_exc()
         try:
             if channel.fd >= 0:
                 channel.send(error=message, kind=kind)
@@ -105,6 +102,11 @@ def _child_main(channel: _Channel, body: Callable[[], None]) -> None:
                 os.write(2, f"berth-runtime: {message}\n".encode())
         except OSError:
             pass
+        if os.environ.get("BERTH_RUNTIME_DEBUG"):
+            with contextlib.suppress(BaseException):
+                import traceback
+
+                traceback.print_exc()
     finally:
         os._exit(1)
 
@@ -189,6 +191,9 @@ def spawn_init(spec: Spec, cgroup: Cgroup, fifo_fd: int, console: socket.socket 
     def setup(channel: _Channel, go_fd: int) -> None:
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
         cgroup.add_process(os.getpid())
+        if spec.process.oom_score_adj is not None:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write(str(spec.process.oom_score_adj))
         joins = [(ns.type, os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC))
                  for ns in spec.namespaces if ns.path is not None]
         by_type = dict(joins)
@@ -227,9 +232,6 @@ def _init(spec: Spec, channel: _Channel, fifo_fd: int, console: socket.socket | 
     """The container's init: build the root, report ready, wait for ``start``, exec."""
     os.setsid()
     process = spec.process
-    if process.oom_score_adj is not None:
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write(str(process.oom_score_adj))
     prepare_rootfs(spec, in_user_ns)
     if spec.namespace("uts") is not None:
         if spec.hostname is not None:
