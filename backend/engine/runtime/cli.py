@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import signal
@@ -25,7 +26,9 @@ VERSION = "0.1.0"
 OCI_SPEC_VERSION = "1.0.2"
 
 
+@functools.cache
 def _parser() -> argparse.ArgumentParser:
+    """The command-line parser, built once per process (parsing does not change it)."""
     p = argparse.ArgumentParser(prog="berth-runtime", description="Berth's OCI container runtime")
     p.add_argument("--root", default=DEFAULT_ROOT, help="directory for container state")
     p.add_argument("--log", default=None, help="also write errors to this file")
@@ -222,6 +225,11 @@ def _report(args: argparse.Namespace | None, message: str) -> None:
                     f.write(f"berth-runtime: {message}\n")
         except OSError:
             pass
+
+
+def warm() -> None:
+    """Build what every command needs, for a process that will fork per command."""
+    _parser()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

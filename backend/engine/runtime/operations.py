@@ -85,6 +85,15 @@ class Runtime:
             pass
         return Status.RUNNING
 
+    def _has_hooks(self, st: ContainerState, kind: str) -> bool:
+        """Whether the container's config has hooks of ``kind`` (without validating it all)."""
+        try:
+            raw = read_json_file(self.store.config_path(st.id), "config.json")
+        except (InvalidParameter, NotFound):
+            return False
+        hooks = raw.get("hooks") if isinstance(raw, dict) else None
+        return isinstance(hooks, dict) and bool(hooks.get(kind))
+
     def _spec(self, st: ContainerState) -> Spec:
         return parse_config(read_json_file(self.store.config_path(st.id), "config.json"), st.bundle)
 
@@ -220,7 +229,8 @@ class Runtime:
             os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(fifo)
-        self._hooks(self._spec(st), "poststart", st, Status.RUNNING, fatal=False)
+        if self._has_hooks(st, "poststart"):
+            self._hooks(self._spec(st), "poststart", st, Status.RUNNING, fatal=False)
 
     def state(self, container_id: str) -> dict[str, Any]:
         """The OCI state document of the container. Raises NotFound."""
@@ -259,10 +269,10 @@ class Runtime:
             deadline = time.monotonic() + 5
             while process_start_time(st.pid) == st.pid_start and time.monotonic() < deadline:
                 time.sleep(0.005)
-        try:
-            spec: Spec | None = self._spec(st)
-        except (InvalidParameter, NotFound):
-            spec = None
+        spec: Spec | None = None
+        if self._has_hooks(st, "poststop"):
+            with contextlib.suppress(InvalidParameter, NotFound):
+                spec = self._spec(st)
         cgroup.destroy()
         self.store.remove(container_id)
         if spec is not None:

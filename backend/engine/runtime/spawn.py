@@ -29,6 +29,7 @@ from backend.engine.runtime.cgroups import Cgroup
 from backend.engine.runtime.process_setup import (
     SetupError,
     apply_rlimits,
+    close_other_fds,
     finalize_and_exec,
     find_executable,
     setup_terminal,
@@ -142,15 +143,17 @@ def _read_reports(read_fd: int, setup_pid: int, spec_maps: tuple[tuple[IdMapping
 
 
 def _fork_tree(setup: Callable[[_Channel, int], None],
-               user_maps: tuple[tuple[IdMapping, ...], tuple[IdMapping, ...]] | None) -> Spawned:
+               user_maps: tuple[tuple[IdMapping, ...], tuple[IdMapping, ...]] | None,
+               keep_fds: tuple[int, ...]) -> Spawned:
+    """Fork the setup child. It keeps only stdio, ``keep_fds`` and its report pipes, so no other
+    descriptor of the caller can reach the container."""
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     go_read, go_write = os.pipe2(os.O_CLOEXEC)
     sys.stdout.flush()
     sys.stderr.flush()
     setup_pid = os.fork()
     if setup_pid == 0:
-        os.close(read_fd)
-        os.close(go_write)
+        close_other_fds((*keep_fds, write_fd, go_read))
         channel = _Channel(write_fd)
         _child_main(channel, lambda: setup(channel, go_read))
     os.close(write_fd)
@@ -190,7 +193,7 @@ def spawn_init(spec: Spec, cgroup: Cgroup, fifo_fd: int, console: socket.socket 
 
     def setup(channel: _Channel, go_fd: int) -> None:
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
-        cgroup.add_process(os.getpid())
+        cgroup.enter_current_thread()
         if spec.process.oom_score_adj is not None:
             with open("/proc/self/oom_score_adj", "w") as f:
                 f.write(str(spec.process.oom_score_adj))
@@ -206,6 +209,7 @@ def spawn_init(spec: Spec, cgroup: Cgroup, fifo_fd: int, console: socket.socket 
             if os.read(go_fd, 1) != b"1":
                 raise errors.Unavailable("the runtime did not write the user namespace id maps")
             _become_ns_root()
+        os.close(go_fd)
         for kind in _JOIN_ORDER:
             if kind != "user" and kind in by_type:
                 sc.setns(by_type[kind], NS_FLAGS[kind])
@@ -224,7 +228,16 @@ def spawn_init(spec: Spec, cgroup: Cgroup, fifo_fd: int, console: socket.socket 
                                            in_user_ns=user_ns is not None))
 
     maps = (spec.uid_mappings, spec.gid_mappings) if new_user else None
-    return _fork_tree(setup, maps)
+    return _fork_tree(setup, maps, _keep(fifo_fd, console, preserve_fds))
+
+
+def _keep(fd: int | None, console: socket.socket | None, preserve_fds: int) -> tuple[int, ...]:
+    keep = list(range(3, 3 + preserve_fds))
+    if fd is not None:
+        keep.append(fd)
+    if console is not None:
+        keep.append(console.fileno())
+    return tuple(keep)
 
 
 def _init(spec: Spec, channel: _Channel, fifo_fd: int, console: socket.socket | None,
@@ -272,7 +285,7 @@ def spawn_exec(spec: Spec, init_pid: int, cgroup: Cgroup, process: Process,
             path = f"/proc/{init_pid}/ns/{NS_PROC_NAMES[ns.type]}"
             if os.stat(path).st_ino != own[ns.type]:
                 fds[ns.type] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        cgroup.add_process(os.getpid())
+        cgroup.enter_current_thread()
         for kind in _JOIN_ORDER:
             if kind in fds:
                 sc.setns(fds[kind], NS_FLAGS[kind])
@@ -285,7 +298,7 @@ def spawn_exec(spec: Spec, init_pid: int, cgroup: Cgroup, process: Process,
             os._exit(0)
         _child_main(channel, lambda: _exec_child(channel, process, console, seccomp, preserve_fds))
 
-    return _fork_tree(setup, None)
+    return _fork_tree(setup, None, _keep(None, console, preserve_fds))
 
 
 def _exec_child(channel: _Channel, process: Process, console: socket.socket | None,
