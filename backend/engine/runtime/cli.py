@@ -219,7 +219,7 @@ def _report(args: argparse.Namespace | None, message: str) -> None:
         try:
             with open(args.log, "a") as f:
                 if args.log_format == "json":
-                    now = datetime.datetime.now(datetime.timezone.utc).isoformat()
+                    now = datetime.datetime.now(datetime.UTC).isoformat()
                     f.write(json.dumps({"level": "error", "msg": message, "time": now}) + "\n")
                 else:
                     f.write(f"berth-runtime: {message}\n")

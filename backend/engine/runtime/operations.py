@@ -183,7 +183,7 @@ class Runtime:
                 raise Unavailable("the container's init exited during create")
             st = ContainerState(
                 id=container_id, pid=pid, pid_start=start, bundle=spec.bundle, rootfs=spec.rootfs,
-                created=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                created=datetime.datetime.now(datetime.UTC).isoformat(),
                 owner="root" if os.geteuid() == 0 else str(os.geteuid()),
                 cgroup_version=cgroup.version, cgroup_paths=cgroup.paths(),
                 annotations=dict(spec.annotations),
