@@ -20,6 +20,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
+# Byte-compile once: the runtime's cold start must not pay for compiling (PYTHONDONTWRITEBYTECODE may be set).
+.venv/bin/python -m compileall -q backend app >/dev/null
 
 echo "== ruff"; .venv/bin/ruff check .
 echo "== mypy"; .venv/bin/mypy

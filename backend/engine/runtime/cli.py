@@ -17,9 +17,11 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-from backend.engine.errors import EngineError, InvalidParameter
+from backend.engine.errors import Conflict, EngineError, InvalidParameter
 from backend.engine.runtime.capabilities import cap_mask
+from backend.engine.runtime.defaults import DOCKER_DEFAULT_CAPABILITIES, docker_default_config
 from backend.engine.runtime.operations import DEFAULT_ROOT, Runtime
+from backend.engine.runtime.seccomp import default_docker_profile, oci_seccomp_from_docker_profile
 from backend.engine.runtime.spec import Process, parse_process, parse_signal, read_json_file
 
 VERSION = "0.1.0"
@@ -74,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     events.add_argument("--stats", action="store_true", help="print one stats document and exit")
     events.add_argument("--interval", default="5s")
     events.add_argument("id")
+    spec = sub.add_parser("spec", help="write a config.json with Docker's defaults (seccomp included)")
+    spec.add_argument("-b", "--bundle", default=".")
+    spec.add_argument("--rootfs", default="rootfs")
     ex = sub.add_parser("exec", help="run a process in a container")
     ex.add_argument("--console-socket", default=None)
     ex.add_argument("--cwd", default=None)
@@ -165,6 +170,18 @@ def _ps(rt: Runtime, args: argparse.Namespace) -> None:
             print(line)
 
 
+def _write_spec(bundle: str, rootfs: str) -> None:
+    """Write ``<bundle>/config.json`` as dockerd would for ``docker run -it IMAGE sh``."""
+    path = os.path.join(bundle, "config.json")
+    if os.path.exists(path):
+        raise Conflict(f"{path} exists; remove it first")
+    seccomp = oci_seccomp_from_docker_profile(default_docker_profile(), DOCKER_DEFAULT_CAPABILITIES)
+    config = docker_default_config(["sh"], terminal=True, seccomp=seccomp, rootfs=rootfs)
+    with open(path, "w") as f:
+        json.dump(config, f, indent=2)
+        f.write("\n")
+
+
 def _dispatch(rt: Runtime, args: argparse.Namespace) -> int:
     verb = args.verb
     if verb in ("create", "run"):
@@ -207,6 +224,8 @@ def _dispatch(rt: Runtime, args: argparse.Namespace) -> int:
             print(json.dumps(rt.stats(args.id)))
         else:
             rt.events(args.id, _interval(args.interval), sys.stdout)
+    elif verb == "spec":
+        _write_spec(args.bundle, args.rootfs)
     elif verb == "exec":
         return rt.exec(args.id, _exec_process(rt, args), console_socket=args.console_socket,
                        pid_file=args.pid_file, detach=args.detach, preserve_fds=args.preserve_fds)

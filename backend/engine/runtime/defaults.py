@@ -90,9 +90,7 @@ DEFAULT_SHM_SIZE = 64 * 1024 * 1024
 DEFAULT_RLIMITS: tuple[tuple[str, int, int], ...] = (("RLIMIT_NOFILE", 1048576, 1048576),)
 """``(type, soft, hard)`` triples; the open-files limit a stock Docker container sees."""
 
-KNOWN_NAMESPACES: frozenset[str] = frozenset(
-    {"pid", "network", "ipc", "uts", "mount", "cgroup", "user", "time"}
-)
+KNOWN_NAMESPACES: frozenset[str] = frozenset({"pid", "network", "ipc", "uts", "mount", "cgroup", "user", "time"})
 
 # (allow, type, major, minor) of moby's default device cgroup rules, all with access "rwm": deny
 # everything, allow null (1:5), zero (1:3), urandom (1:9), random (1:8), tty (5:0) and console (5:1),
@@ -172,10 +170,7 @@ def _merge_env(base: Sequence[str], overrides: Sequence[str]) -> list[str]:
 
 
 def _id_mappings(mappings: Sequence[tuple[int, int, int]]) -> list[dict[str, object]]:
-    return [
-        {"containerID": container_id, "hostID": host_id, "size": size}
-        for container_id, host_id, size in mappings
-    ]
+    return [{"containerID": container_id, "hostID": host_id, "size": size} for container_id, host_id, size in mappings]
 
 
 def _as_list(value: object) -> list[object]:

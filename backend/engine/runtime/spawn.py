@@ -176,6 +176,20 @@ def _kill_quietly(pid: int) -> None:
         pass
 
 
+def _refuse_imports(event: str, args: tuple[object, ...]) -> None:
+    if event in ("import", "ctypes.dlopen"):
+        raise SetupError(f"refusing {event} {args[0]!r} inside the container root")
+
+
+def seal_interpreter() -> None:
+    """From now on any import or library load in this process fails.
+
+    Called once the process's root is the container's: a module or library found there would be the
+    image's code running with the runtime's privileges. The audit hook lasts until exec.
+    """
+    sys.addaudithook(_refuse_imports)
+
+
 def _become_ns_root() -> None:
     os.setresgid(0, 0, 0)
     os.setresuid(0, 0, 0)
@@ -246,6 +260,7 @@ def _init(spec: Spec, channel: _Channel, fifo_fd: int, console: socket.socket | 
     os.setsid()
     process = spec.process
     prepare_rootfs(spec, in_user_ns)
+    seal_interpreter()
     if spec.namespace("uts") is not None:
         if spec.hostname is not None:
             sc.sethostname(spec.hostname)
@@ -292,6 +307,7 @@ def spawn_exec(spec: Spec, init_pid: int, cgroup: Cgroup, process: Process,
                 os.close(fds[kind])
                 if kind == "user":
                     _become_ns_root()
+        seal_interpreter()
         pid = os.fork()
         if pid:
             channel.send(pid=pid)
