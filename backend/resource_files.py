@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
-_ROOT = Path(__file__).resolve().parent.parent / "resources"
+_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "resources")
 
 
-def resource_path(*parts: str) -> Path:
+def resource_path(*parts: str) -> str:
     """Return the path of ``resources/<parts...>``.
 
     Raises FileNotFoundError naming the path when the file is not installed.
     """
-    path = _ROOT.joinpath(*parts)
-    if not path.exists():
+    path = os.path.join(_ROOT, *parts)
+    if not os.path.exists(path):
         raise FileNotFoundError(f"resource file not found: {path}")
     return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,12 @@ from backend.engine.runtime.defaults import (
 )
 
 
-def mounts_by_destination(cfg):
+def make(*args: Any, **kwargs: Any) -> Any:
+    """docker_default_config, typed loosely for indexing in assertions."""
+    return docker_default_config(*args, **kwargs)
+
+
+def mounts_by_destination(cfg: Any) -> dict[str, Any]:
     return {m["destination"]: m for m in cfg["mounts"]}
 
 
@@ -40,7 +46,7 @@ def test_docker_default_capabilities_are_the_14_of_moby():
 
 
 def test_top_level_shape_and_json_round_trip():
-    cfg = docker_default_config(["sh"])
+    cfg = make(["sh"])
     assert cfg["ociVersion"] == "1.0.2"
     assert cfg["root"] == {"path": "rootfs", "readonly": False}
     assert cfg["hostname"] == "berth"
@@ -55,25 +61,25 @@ def test_top_level_shape_and_json_round_trip():
 
 
 def test_root_gets_bounding_effective_permitted_and_no_inheritable_or_ambient():
-    caps = docker_default_config(["sh"])["process"]["capabilities"]
+    caps = make(["sh"])["process"]["capabilities"]
     assert set(caps) == {"bounding", "effective", "permitted"}
     for key in caps:
         assert caps[key] == list(DOCKER_DEFAULT_CAPABILITIES)
 
 
 def test_non_root_gets_bounding_only_like_moby_20_10():
-    caps = docker_default_config(["sh"], user=(1000, 1000))["process"]["capabilities"]
+    caps = make(["sh"], user=(1000, 1000))["process"]["capabilities"]
     assert caps == {"bounding": list(DOCKER_DEFAULT_CAPABILITIES)}
 
 
 def test_custom_capabilities():
-    caps = docker_default_config(["sh"], capabilities=["CAP_NET_ADMIN"])["process"]["capabilities"]
+    caps = make(["sh"], capabilities=["CAP_NET_ADMIN"])["process"]["capabilities"]
     assert caps["bounding"] == caps["effective"] == caps["permitted"] == ["CAP_NET_ADMIN"]
-    assert docker_default_config(["sh"], capabilities=[])["process"]["capabilities"]["bounding"] == []
+    assert make(["sh"], capabilities=[])["process"]["capabilities"]["bounding"] == []
 
 
 def test_default_mounts_match_moby():
-    cfg = docker_default_config(["sh"])
+    cfg = make(["sh"])
     assert [m["destination"] for m in cfg["mounts"]] == [
         "/proc",
         "/dev",
@@ -102,7 +108,7 @@ def test_default_mounts_match_moby():
 
 
 def test_masked_and_readonly_paths_match_moby_20_10():
-    linux = docker_default_config(["sh"])["linux"]
+    linux = make(["sh"])["linux"]
     assert linux["maskedPaths"] == list(DOCKER_MASKED_PATHS)
     assert set(DOCKER_MASKED_PATHS) == {
         "/proc/asound",
@@ -121,7 +127,7 @@ def test_masked_and_readonly_paths_match_moby_20_10():
 
 
 def test_device_cgroup_rules_deny_all_then_allow_the_basics():
-    devices = docker_default_config(["sh"])["linux"]["resources"]["devices"]
+    devices = make(["sh"])["linux"]["resources"]["devices"]
     assert devices[0] == {"allow": False, "access": "rwm"}
     allowed = {(d["type"], d["major"], d["minor"]) for d in devices if d["allow"]}
     assert allowed == {("c", 1, 5), ("c", 1, 3), ("c", 1, 9), ("c", 1, 8), ("c", 5, 0), ("c", 5, 1)}
@@ -129,19 +135,19 @@ def test_device_cgroup_rules_deny_all_then_allow_the_basics():
 
 
 def test_namespaces_in_the_given_order():
-    linux = docker_default_config(["sh"])["linux"]
+    linux = make(["sh"])["linux"]
     assert linux["namespaces"] == [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")]
-    linux = docker_default_config(["sh"], namespaces=("mount", "pid"))["linux"]
+    linux = make(["sh"], namespaces=("mount", "pid"))["linux"]
     assert linux["namespaces"] == [{"type": "mount"}, {"type": "pid"}]
 
 
 def test_unknown_namespace_is_rejected():
     with pytest.raises(ValueError, match="foo"):
-        docker_default_config(["sh"], namespaces=("pid", "foo"))
+        make(["sh"], namespaces=("pid", "foo"))
 
 
 def test_id_mappings_add_user_namespace_and_clear_cgroup_ro():
-    cfg = docker_default_config(["sh"], uid_mappings=[(0, 100000, 65536)], gid_mappings=[(0, 200000, 10)])
+    cfg = make(["sh"], uid_mappings=[(0, 100000, 65536)], gid_mappings=[(0, 200000, 10)])
     linux = cfg["linux"]
     assert {"type": "user"} in linux["namespaces"]
     assert linux["uidMappings"] == [{"containerID": 0, "hostID": 100000, "size": 65536}]
@@ -149,19 +155,17 @@ def test_id_mappings_add_user_namespace_and_clear_cgroup_ro():
     assert "ro" not in mounts_by_destination(cfg)["/sys/fs/cgroup"]["options"]
     # no ping_group_range under a user namespace, as dockerd
     assert "net.ipv4.ping_group_range" not in linux.get("sysctl", {})
-    plain = docker_default_config(["sh"])["linux"]
+    plain = make(["sh"])["linux"]
     assert "uidMappings" not in plain and {"type": "user"} not in plain["namespaces"]
 
 
 def test_user_namespace_listed_once():
-    linux = docker_default_config(
-        ["sh"], namespaces=("user", "mount"), uid_mappings=[(0, 1, 1)], gid_mappings=[(0, 1, 1)]
-    )["linux"]
+    linux = make(["sh"], namespaces=("user", "mount"), uid_mappings=[(0, 1, 1)], gid_mappings=[(0, 1, 1)])["linux"]
     assert [n["type"] for n in linux["namespaces"]] == ["user", "mount"]
 
 
 def test_readonly_rootfs_marks_non_exempt_default_mounts_ro():
-    cfg = docker_default_config(
+    cfg = make(
         ["sh"],
         readonly_rootfs=True,
         extra_mounts=[{"destination": "/data", "type": "bind", "source": "/srv", "options": ["rbind"]}],
@@ -176,37 +180,35 @@ def test_readonly_rootfs_marks_non_exempt_default_mounts_ro():
 
 
 def test_extra_mount_replaces_default_at_same_destination():
-    cfg = docker_default_config(
-        ["sh"], extra_mounts=[{"destination": "/dev/shm", "type": "bind", "source": "/x", "options": ["rbind"]}]
-    )
+    cfg = make(["sh"], extra_mounts=[{"destination": "/dev/shm", "type": "bind", "source": "/x", "options": ["rbind"]}])
     shm = [m for m in cfg["mounts"] if m["destination"] == "/dev/shm"]
     assert shm == [{"destination": "/dev/shm", "type": "bind", "source": "/x", "options": ["rbind"]}]
 
 
 def test_user_supplied_dev_drops_default_dev_submounts():
-    cfg = docker_default_config(["sh"], extra_mounts=[{"destination": "/dev", "type": "tmpfs", "source": "t"}])
+    cfg = make(["sh"], extra_mounts=[{"destination": "/dev", "type": "tmpfs", "source": "t"}])
     dests = [m["destination"] for m in cfg["mounts"]]
     assert dests.count("/dev") == 1
     assert not [d for d in dests if d.startswith("/dev/")]
 
 
 def test_environment_is_merged_over_dockerd_base():
-    proc = docker_default_config(["sh"], env=["FOO=bar"], hostname="h1")["process"]
+    proc = make(["sh"], env=["FOO=bar"], hostname="h1")["process"]
     assert proc["env"] == [f"PATH={DEFAULT_PATH}", "HOSTNAME=h1", "FOO=bar"]
-    proc = docker_default_config(["sh"], env=["PATH=/bin", "HOSTNAME"], terminal=True)["process"]
+    proc = make(["sh"], env=["PATH=/bin", "HOSTNAME"], terminal=True)["process"]
     assert proc["env"] == ["PATH=/bin", "TERM=xterm"]
     assert proc["terminal"] is True
 
 
 def test_user_and_groups():
-    user = docker_default_config(["sh"], user=(1000, 100), additional_gids=[5, 27])["process"]["user"]
+    user = make(["sh"], user=(1000, 100), additional_gids=[5, 27])["process"]["user"]
     assert user == {"uid": 1000, "gid": 100, "additionalGids": [100, 5, 27]}
 
 
 def test_rlimits_default_and_custom():
-    proc = docker_default_config(["sh"])["process"]
+    proc = make(["sh"])["process"]
     assert proc["rlimits"] == [{"type": "RLIMIT_NOFILE", "hard": 1048576, "soft": 1048576}]
-    proc = docker_default_config(["sh"], rlimits=[("RLIMIT_NOFILE", 10, 20), ("RLIMIT_CORE", 0, 0)])["process"]
+    proc = make(["sh"], rlimits=[("RLIMIT_NOFILE", 10, 20), ("RLIMIT_CORE", 0, 0)])["process"]
     assert proc["rlimits"] == [
         {"type": "RLIMIT_NOFILE", "hard": 20, "soft": 10},
         {"type": "RLIMIT_CORE", "hard": 0, "soft": 0},
@@ -214,49 +216,49 @@ def test_rlimits_default_and_custom():
 
 
 def test_resources():
-    res = docker_default_config(["sh"], memory_limit=32 << 20, pids_limit=16)["linux"]["resources"]
+    res = make(["sh"], memory_limit=32 << 20, pids_limit=16)["linux"]["resources"]
     assert res["memory"] == {"limit": 32 << 20, "swap": 64 << 20}  # dockerd: swap defaults to 2x memory
     assert res["pids"] == {"limit": 16}
-    res = docker_default_config(["sh"], memory_limit=32 << 20, memory_swap=32 << 20, pids_limit=0)["linux"]["resources"]
+    res = make(["sh"], memory_limit=32 << 20, memory_swap=32 << 20, pids_limit=0)["linux"]["resources"]
     assert res["memory"] == {"limit": 32 << 20, "swap": 32 << 20}
     assert res["pids"] == {"limit": -1}
-    res = docker_default_config(["sh"])["linux"]["resources"]
+    res = make(["sh"])["linux"]["resources"]
     assert "memory" not in res and "pids" not in res
     with pytest.raises(ValueError, match="swap"):
-        docker_default_config(["sh"], memory_swap=1 << 20)
+        make(["sh"], memory_swap=1 << 20)
 
 
 def test_cgroups_path_seccomp_and_no_new_privileges():
     profile = {"defaultAction": "SCMP_ACT_ALLOW"}
-    cfg = docker_default_config(["sh"], cgroups_path="/berth/x", seccomp=profile, no_new_privileges=True)
+    cfg = make(["sh"], cgroups_path="/berth/x", seccomp=profile, no_new_privileges=True)
     assert cfg["linux"]["cgroupsPath"] == "/berth/x"
     assert cfg["linux"]["seccomp"] == profile and cfg["linux"]["seccomp"] is not profile
     assert cfg["process"]["noNewPrivileges"] is True
-    plain = docker_default_config(["sh"])
+    plain = make(["sh"])
     assert "cgroupsPath" not in plain["linux"] and "seccomp" not in plain["linux"]
 
 
 def test_sysctls_default_explicit_and_none():
-    linux = docker_default_config(["sh"], sysctls={"kernel.shmmax": "1"})["linux"]
+    linux = make(["sh"], sysctls={"kernel.shmmax": "1"})["linux"]
     assert linux["sysctl"] == {"kernel.shmmax": "1"}
-    assert "sysctl" not in docker_default_config(["sh"], sysctls={})["linux"]
-    no_net = docker_default_config(["sh"], namespaces=("pid", "mount"))["linux"]
+    assert "sysctl" not in make(["sh"], sysctls={})["linux"]
+    no_net = make(["sh"], namespaces=("pid", "mount"))["linux"]
     assert "sysctl" not in no_net
 
 
 def test_invalid_arguments():
     with pytest.raises(ValueError, match="args"):
-        docker_default_config([])
+        make([])
     with pytest.raises(ValueError, match="cwd"):
-        docker_default_config(["sh"], cwd="relative")
+        make(["sh"], cwd="relative")
 
 
 def test_results_are_independent_copies():
-    a = docker_default_config(["sh"])
+    a = make(["sh"])
     a["mounts"][0]["options"].append("ro")
     a["linux"]["maskedPaths"].clear()
     a["process"]["capabilities"]["bounding"].clear()
-    b = docker_default_config(["sh"])
+    b = make(["sh"])
     assert "ro" not in b["mounts"][0]["options"]
     assert b["linux"]["maskedPaths"] == list(DOCKER_MASKED_PATHS)
     assert b["process"]["capabilities"]["bounding"] == list(DOCKER_DEFAULT_CAPABILITIES)

@@ -13,7 +13,6 @@ import functools
 import json
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import Sequence
 
@@ -156,6 +155,8 @@ def _ps(rt: Runtime, args: argparse.Namespace) -> None:
     if args.format == "json":
         print(json.dumps(pids))
         return
+    import subprocess  # only this verb runs a program; keep it off the start-up path
+
     ps_args = [a for a in args.ps_args if a != "--"] or ["-ef"]
     out = subprocess.run(["ps", *ps_args], capture_output=True, text=True, check=False).stdout.splitlines()
     if not out:

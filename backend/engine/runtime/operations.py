@@ -17,7 +17,6 @@ import os
 import select
 import signal
 import socket
-import subprocess
 import sys
 import termios
 import time
@@ -117,6 +116,8 @@ class Runtime:
         hooks: tuple[Hook, ...] = spec.hooks.get(kind, ())
         if not hooks:
             return
+        import subprocess  # hooks are rare; keep it off the start-up path
+
         doc = json.dumps(self._state_doc(st, status, spec.annotations)).encode()
         for hook in hooks:
             env = dict(item.split("=", 1) for item in hook.env)

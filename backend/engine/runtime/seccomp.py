@@ -895,7 +895,8 @@ def default_docker_profile() -> dict[str, object]:
     """
     try:
         path = resource_path("seccomp", "default.json")
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
     except (OSError, ValueError) as exc:
         raise Unavailable(f"seccomp: cannot read the default profile: {exc}") from exc
     if not isinstance(data, dict):

@@ -13,7 +13,6 @@ import resource
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from backend.engine.errors import InvalidParameter, NotFound
@@ -432,7 +431,7 @@ def read_json_file(path: str, what: str) -> object:
 
 def load_bundle(bundle: str) -> Spec:
     """Read and validate ``<bundle>/config.json``. Raises NotFound or InvalidParameter."""
-    bundle = str(Path(bundle).resolve())
+    bundle = os.path.realpath(bundle)
     return parse_config(read_json_file(os.path.join(bundle, "config.json"), "config.json"), bundle)
 
 
