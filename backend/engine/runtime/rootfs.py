@@ -131,30 +131,51 @@ def _bind(source: str, target: str, flags: int, propagation: int) -> None:
         sc.mount(None, target, None, propagation)
 
 
-def _cgroup_hierarchies() -> list[str]:
-    """Names of this process's cgroup v1 hierarchies (``memory``, ``cpu,cpuacct``, ``name=systemd``)."""
+def _cgroup_hierarchies() -> list[tuple[str, str]]:
+    """This process's cgroup v1 hierarchies as (controllers, path), in hierarchy order
+    (``("memory", "/berth/x")``, ``("name=systemd", ...)``); empty on a cgroup v2 host."""
     found = []
     with open("/proc/self/cgroup") as f:
         for line in f:
-            number, controllers, _ = line.rstrip("\n").split(":", 2)
+            number, controllers, path = line.rstrip("\n").split(":", 2)
             if controllers:
-                found.append((int(number), controllers))
-    return [controllers for _, controllers in sorted(found)]
+                found.append((int(number), controllers, path))
+    return [(controllers, path) for _, controllers, path in sorted(found)]
+
+
+def _own_cgroup_v2() -> str:
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            if line.startswith("0::"):
+                return line[3:].rstrip("\n")
+    return "/"
 
 
 def _mount_cgroup(target: str, flags: int, spec: Spec) -> None:
-    """Mount the container's cgroups: cgroup2 on a v2 host; on v1 a writable tmpfs holding one
-    mount per hierarchy with the requested flags (as runc lays it out)."""
+    """Mount the container's cgroups, showing only its own cgroup.
+
+    With a cgroup namespace the kernel roots fresh cgroup mounts at the container's cgroup; without
+    one, the container's cgroup directories are bind-mounted from the host. On v1 the hierarchies sit
+    in a writable tmpfs, one mount each with the requested flags (runc's layout).
+    """
+    own_ns = spec.namespace("cgroup") is not None
     hierarchies = _cgroup_hierarchies()
     if not hierarchies:
-        sc.mount("cgroup2", target, "cgroup2", flags)
+        if own_ns:
+            sc.mount("cgroup2", target, "cgroup2", flags)
+        else:
+            _bind("/sys/fs/cgroup" + _own_cgroup_v2(), target, flags | sc.MS_BIND | sc.MS_REC, 0)
         return
     sc.mount("tmpfs", target, "tmpfs", flags & ~sc.MS_RDONLY, "mode=755")
-    for controllers in hierarchies:
+    for controllers, path in hierarchies:
         sub = controllers.replace("name=", "")
-        path = os.path.join(target, sub)
-        os.mkdir(path, 0o755)
-        sc.mount(sub if controllers.startswith("name=") else "cgroup", path, "cgroup", flags, controllers)
+        mountpoint = os.path.join(target, sub)
+        os.mkdir(mountpoint, 0o755)
+        if own_ns:
+            source = sub if controllers.startswith("name=") else "cgroup"
+            sc.mount(source, mountpoint, "cgroup", flags, controllers)
+        else:
+            _bind(f"/sys/fs/cgroup/{sub}{path}", mountpoint, flags | sc.MS_BIND | sc.MS_REC, 0)
         if "," in sub:
             for alias in sub.split(","):
                 os.symlink(sub, os.path.join(target, alias))
