@@ -304,6 +304,7 @@ def test_mountinfo_parsing_and_version_detection():
     assert cgroups._v1_hierarchies("/sys/fs/cgroup", mounts) == {
         "cpu": "/sys/fs/cgroup/cpu,cpuacct", "cpuacct": "/sys/fs/cgroup/cpu,cpuacct",
         "cpuset": "/sys/fs/cgroup/cpuset", "memory": "/sys/fs/cgroup/memory",
+        "systemd": "/sys/fs/cgroup/systemd",
     }
     assert cgroups._version_from_mounts("/sys/fs/cgroup", cgroups._parse_mountinfo(PURE_V2)) == 2
 

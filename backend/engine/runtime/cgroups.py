@@ -50,6 +50,10 @@ V1_CONTROLLERS: tuple[str, ...] = (
     "cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "devices", "blkio")
 """The v1 hierarchies a container cgroup is made in (those that are mounted); nothing else is touched."""
 
+# A hierarchy without resource controllers that a container is placed in (as runc does) so that the
+# host's tools see it. Unlike runc, a hybrid host's cgroup2 "unified" is left out: it holds no limits,
+# and moving a process into a cgroup2 costs an RCU grace period (about 6 ms per container here).
+V1_TRACKING: tuple[str, ...] = ("systemd",)
 V2_CONTROLLERS: tuple[str, ...] = ("cpu", "cpuset", "io", "memory", "pids")
 """The v2 controllers enabled in the ancestors' ``cgroup.subtree_control`` when the kernel offers them."""
 
@@ -463,15 +467,22 @@ def _version_from_mounts(root: str, mounts: list[_Mount]) -> int:
 
 
 def _v1_hierarchies(root: str, mounts: list[_Mount]) -> dict[str, str]:
-    """Controller -> mount point, for the v1 hierarchies of V1_CONTROLLERS mounted directly in ``root``."""
+    """Controller -> mount point, for the v1 hierarchies of V1_CONTROLLERS mounted directly in ``root``,
+    plus the tracking-only hierarchy of V1_TRACKING (``name=systemd``)."""
     found: dict[str, str] = {}
     for mount in mounts:
-        if mount.fstype != "cgroup" or os.path.dirname(mount.mountpoint) != root:
+        if os.path.dirname(mount.mountpoint) != root:
+            continue
+        if mount.fstype != "cgroup":
             continue
         for option in mount.super_options:
             if option in V1_CONTROLLERS:
                 found[option] = mount.mountpoint
-    return {name: found[name] for name in V1_CONTROLLERS if name in found}
+            elif option == "name=systemd":
+                found["systemd"] = mount.mountpoint
+    if not any(name in found for name in V1_CONTROLLERS):
+        return {}
+    return {name: found[name] for name in (*V1_CONTROLLERS, *V1_TRACKING) if name in found}
 
 
 def cgroup_version(mount_root: str = DEFAULT_MOUNT_ROOT) -> int:
@@ -1154,8 +1165,8 @@ def restore_cgroup(paths: dict[str, str], version: int) -> Cgroup:
             raise InvalidParameter(f"a v2 cgroup has exactly one path, keyed \"\": {paths!r}")
         return V2Cgroup(_validated_abs(paths[""], "cgroup path"))
     if version == 1:
-        unknown = sorted(set(paths) - set(V1_CONTROLLERS))
-        if unknown or not paths:
+        unknown = sorted(set(paths) - set(V1_CONTROLLERS) - set(V1_TRACKING))
+        if unknown or not set(paths) & set(V1_CONTROLLERS):
             raise InvalidParameter(f"unknown or no v1 controllers in cgroup paths: {paths!r}")
         return V1Cgroup({name: _validated_abs(path, f"cgroup path of {name}")
                          for name, path in paths.items()})

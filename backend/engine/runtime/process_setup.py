@@ -94,6 +94,27 @@ def apply_rlimits(process: Process) -> None:
             raise SetupError(f"setting rlimit {limit.resource} to {limit.soft}/{limit.hard}: {exc}") from exc
 
 
+_MAX_PASSWD = 4 * 1024 * 1024
+
+
+def home_of(uid: int) -> str:
+    """The home directory of ``uid`` in the current root's /etc/passwd, or ``/``.
+
+    The file is parsed here, not looked up through NSS: the image's NSS modules are never loaded.
+    Malformed lines are skipped.
+    """
+    try:
+        with open("/etc/passwd", "rb") as f:
+            data = f.read(_MAX_PASSWD)
+    except OSError:
+        return "/"
+    for line in data.split(b"\n"):
+        fields = line.split(b":")
+        if len(fields) >= 6 and fields[2] == str(uid).encode():
+            return fields[5].decode("utf-8", "replace") or "/"
+    return "/"
+
+
 def _enter_cwd(cwd: str) -> None:
     try:
         os.chdir(cwd)
@@ -111,6 +132,9 @@ def finalize_and_exec(process: Process, executable: str, seccomp: CompiledFilter
     Raises SetupError or OSError if a step fails (the caller reports it and exits non-zero).
     """
     close_other_fds(range(3, 3 + preserve_fds))
+    env = dict(item.split("=", 1) for item in process.env)
+    if "HOME" not in env:
+        env["HOME"] = home_of(process.uid)
     if seccomp is not None and not process.no_new_privileges:
         seccomp.load()
     caps = process.capabilities
@@ -129,5 +153,4 @@ def finalize_and_exec(process: Process, executable: str, seccomp: CompiledFilter
     if process.umask is not None:
         os.umask(process.umask)
     sc.close_range_cloexec(3 + preserve_fds)
-    env = dict(item.split("=", 1) for item in process.env)
     os.execve(executable, list(process.args), env)

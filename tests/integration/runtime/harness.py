@@ -37,7 +37,6 @@ from tests.fixtures.rootfs import copy_rootfs
 DEFAULT_TIMEOUT = 10.0
 CGROUP_PARENT = "/berth-test"
 RUNTIME_NAMES = ("berth", "runc")
-PR_SET_CHILD_SUBREAPER = 36
 MNT_DETACH = 2
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -81,13 +80,6 @@ def host_safe_rlimits() -> list[tuple[str, int, int]]:
             soft = min(soft, hard)
         result.append((kind, soft, hard))
     return result
-
-
-def set_child_subreaper(on: bool = True) -> None:
-    """prctl(PR_SET_CHILD_SUBREAPER): orphaned container inits are reparented to this process."""
-    if _libc.prctl(PR_SET_CHILD_SUBREAPER, 1 if on else 0, 0, 0, 0) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
 
 
 def reap(pids: Iterable[int]) -> None:
