@@ -35,7 +35,8 @@ from backend.engine.runtime.defaults import DEFAULT_RLIMITS, docker_default_conf
 from tests.fixtures.rootfs import copy_rootfs
 
 DEFAULT_TIMEOUT = 10.0
-CGROUP_PARENT = "/berth-test"
+# One parent per test session, so concurrent sessions never remove each other's parent.
+CGROUP_PARENT = f"/berth-test-{os.getpid()}"
 RUNTIME_NAMES = ("berth", "runc")
 MNT_DETACH = 2
 
