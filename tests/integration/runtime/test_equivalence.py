@@ -450,10 +450,6 @@ def test_seccomp_denies_namespace_and_mount_syscalls(runtime, reference, make_bu
     }
 
 
-def test_seccomp_denies_keyctl():
-    pytest.skip("busybox-static has no keyctl applet and the rootfs has no other tool to call keyctl(2)")
-
-
 def test_network_namespace_has_only_lo(runtime, reference, make_bundle):
     def scenario(rt: Runtime) -> list[str]:
         bundle = make_bundle(sh("ls /sys/class/net; ip -o link | cut -d: -f2"))
