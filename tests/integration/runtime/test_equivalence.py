@@ -26,6 +26,7 @@ from backend.engine.runtime.defaults import (
     DOCKER_MASKED_PATHS,
     DOCKER_READONLY_PATHS,
 )
+from backend.engine.runtime.seccomp import default_docker_profile, oci_seccomp_from_docker_profile
 from tests.integration.runtime.harness import (
     ConsoleSocket,
     Runtime,
@@ -62,10 +63,6 @@ def sh(script: str) -> list[str]:
 
 
 def seccomp_for(caps: Any) -> dict[str, object]:
-    try:
-        from backend.engine.runtime.seccomp import default_docker_profile, oci_seccomp_from_docker_profile
-    except ImportError as exc:  # pragma: no cover - only while the module is being written
-        pytest.skip(f"backend.engine.runtime.seccomp is not importable yet: {exc}")
     return oci_seccomp_from_docker_profile(default_docker_profile(), list(caps))
 
 
