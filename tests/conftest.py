@@ -16,6 +16,9 @@ import pytest
 
 from tests.fixtures.rootfs import DEFAULT_BUSYBOX, build_busybox_rootfs, default_cache_dir
 
+# Shared fixtures: a local registry (with and without auth) and locally built test images.
+pytest_plugins = ["tests.fixtures.registry", "tests.fixtures.images"]
+
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("root") is not None and os.geteuid() != 0:
