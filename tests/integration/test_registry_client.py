@@ -57,8 +57,6 @@ from backend.engine.registry.client import (
     RegistryUnavailable,
 )
 from backend.engine.registry.manifest import MAX_MANIFEST_SIZE, digest_of, parse_manifest, select_platform
-from tests.fixtures import images as image_fixtures
-from tests.fixtures import registry as registry_fixtures
 from tests.fixtures.images import (
     LayoutImage,
     pull_with_skopeo,
@@ -76,11 +74,6 @@ from tests.fixtures.registry import (
 )
 
 # The shared fixtures, made visible here (tests/conftest.py may also list these modules in pytest_plugins).
-registry = registry_fixtures.registry
-auth_registry = registry_fixtures.auth_registry
-busybox_image = image_fixtures.busybox_image
-multilayer_image = image_fixtures.multilayer_image
-multiarch_image = image_fixtures.multiarch_image
 
 pytestmark = pytest.mark.network
 
