@@ -30,6 +30,9 @@ class ImageRecord:
     created: str = ""
     repo_digests: list[str] = field(default_factory=list)
     manifest_digest: str | None = None
+    # The stored blob of each layer (as pulled, possibly compressed) and its media type, bottom first.
+    layer_blobs: list[str] = field(default_factory=list)
+    layer_media_types: list[str] = field(default_factory=list)
     corrupt: str | None = None
 
 

@@ -1,0 +1,450 @@
+"""The image service: pull, push, tag, remove, list and inspect images, and give containers a root.
+
+It composes the content store (blobs), the layer store (unpacked layers), the image store (records
+and tags) and a registry client. Everything it reports goes through ``progress`` callbacks as
+``Progress`` events, which the API layer turns into Docker's JSON progress messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any, BinaryIO
+
+from backend.engine.errors import Conflict, InvalidParameter, NotFound
+from backend.engine.images.archive import LoadedImage, SavedImage, decompressed, read_archive, write_archive
+from backend.engine.images.content_store import BlobWriter, ContentStore
+from backend.engine.images.image_store import ImageRecord, ImageStore
+from backend.engine.images.layer_store import LayerStore, chain_ids
+from backend.engine.images.layers import apply_layer
+from backend.engine.images.reference import Reference, is_full_image_id, parse_reference
+from backend.engine.registry.client import Descriptor, Manifest, Platform, RegistryClient
+
+MANIFEST_TYPES = (
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+)
+LAYER_TYPES = (
+    "application/vnd.docker.image.rootfs.diff.tar.gzip",
+    "application/vnd.docker.image.rootfs.diff.tar",
+    "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.oci.image.layer.v1.tar+zstd",
+)
+MAX_CONFIG = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress event: a status line, optionally for a layer (``id``) with byte counts."""
+
+    status: str
+    id: str | None = None
+    current: int | None = None
+    total: int | None = None
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+def _ignore(_: Progress) -> None:
+    return None
+
+
+def host_platform() -> Platform:
+    machine = os.uname().machine
+    arch = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le",
+            "s390x": "s390x", "riscv64": "riscv64"}.get(machine, machine)
+    return Platform("linux", arch, "v8" if arch == "arm64" else None)
+
+
+def parse_config(data: bytes) -> dict[str, Any]:
+    """Decode and sanity-check an image config. Raises InvalidParameter."""
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        raise InvalidParameter(f"image config is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise InvalidParameter("image config is not a JSON object")
+    rootfs = doc.get("rootfs")
+    if not isinstance(rootfs, dict) or not isinstance(rootfs.get("diff_ids"), list):
+        raise InvalidParameter("image config has no rootfs.diff_ids")
+    for d in rootfs["diff_ids"]:
+        if not isinstance(d, str) or not d.startswith("sha256:") or len(d) != 71:
+            raise InvalidParameter(f"image config has an invalid diff ID {d!r}")
+    return doc
+
+
+def _config_type(layers: list[Descriptor]) -> str:
+    if all(d.media_type.startswith("application/vnd.docker.") for d in layers):
+        return "application/vnd.docker.container.image.v1+json"
+    return "application/vnd.oci.image.config.v1+json"
+
+
+class ImageService:
+    """Images under ``root`` (``<data-root>/image``)."""
+
+    def __init__(self, root: str, registry: RegistryClient) -> None:
+        self.root = root
+        self.content = ContentStore(os.path.join(root, "content"))
+        self.layers = LayerStore(os.path.join(root, "overlay"))
+        self.images = ImageStore(os.path.join(root, "meta"))
+        self.registry = registry
+        self._lock = asyncio.Lock()
+
+    def recover(self) -> None:
+        """Finish what a crash interrupted (call once at start-up)."""
+        self.content.recover()
+        self.layers.recover()
+
+    # -- lookup ------------------------------------------------------------------------------------
+
+    def resolve(self, name: str) -> ImageRecord:
+        """An image by reference, full or short ID. Raises NotFound ("No such image: x")."""
+        if is_full_image_id(name):
+            image_id = name if name.startswith("sha256:") else "sha256:" + name
+            return self.images.get(image_id)
+        try:
+            ref = parse_reference(name).with_default_tag()
+        except InvalidParameter:
+            ref = None
+        if ref is not None and str(ref) in self.images.tags:
+            return self.images.get(self.images.tags[str(ref)])
+        prefix = name.removeprefix("sha256:")
+        if len(prefix) >= 4 and all(c in "0123456789abcdef" for c in prefix):
+            matches = [i for i in self.images.ids() if i[7:].startswith(prefix)]
+            if len(matches) == 1:
+                return self.images.get(matches[0])
+            if len(matches) > 1:
+                raise InvalidParameter(f"image ID prefix {name} is ambiguous")
+        raise NotFound(f"No such image: {name}")
+
+    def config(self, record: ImageRecord) -> dict[str, Any]:
+        """The image's config document. Raises InvalidParameter if the blob is corrupt."""
+        return parse_config(self.content.read(record.id, MAX_CONFIG))
+
+    # -- pull --------------------------------------------------------------------------------------
+
+    async def _fetch_small(self, ref: Reference, desc: Descriptor) -> bytes:
+        async def fetch(writer: BlobWriter) -> None:
+            await self.registry.fetch_blob(ref.domain, ref.path, desc, writer.write)
+        await self.content.ensure(desc.digest, desc.size, fetch)
+        return self.content.read(desc.digest, MAX_CONFIG)
+
+    async def _resolve_manifest(self, ref: Reference, platform: Platform) -> Manifest:
+        manifest = await self.registry.get_manifest(ref.domain, ref.path, ref.digest or ref.tag or "latest")
+        if manifest.manifests:
+            chosen = self.registry.select_platform(manifest, platform)
+            manifest = await self.registry.get_manifest(ref.domain, ref.path, chosen.digest)
+        if manifest.media_type not in MANIFEST_TYPES:
+            raise InvalidParameter(f"unsupported manifest type {manifest.media_type}")
+        if manifest.config is None or not manifest.layers:
+            raise InvalidParameter("manifest has no config or no layers")
+        for layer in manifest.layers:
+            if layer.media_type not in LAYER_TYPES:
+                raise InvalidParameter(f"unsupported layer type {layer.media_type}")
+        return manifest
+
+    async def pull(self, name: str, *, platform: Platform | None = None,
+                   progress: ProgressFn = _ignore) -> ImageRecord:
+        """Pull ``name`` (a reference; tag ``latest`` when none) and tag it. Returns the image.
+
+        Raises InvalidParameter (bad reference, manifest, config or layer), NotFound (unknown image),
+        Forbidden (auth), Unavailable (registry down). A failed pull leaves the stores as they were,
+        apart from complete, verified blobs and layers that a retry will reuse.
+        """
+        ref = parse_reference(name, for_pull=True).with_default_tag()
+        progress(Progress(f"Pulling from {ref.familiar_name}", ref.tag or ref.digest))
+        manifest = await self._resolve_manifest(ref, platform or host_platform())
+        assert manifest.config is not None
+        config = parse_config(await self._fetch_small(ref, manifest.config))
+        diff_ids: list[str] = config["rootfs"]["diff_ids"]
+        if len(diff_ids) != len(manifest.layers):
+            raise InvalidParameter(
+                f"image config has {len(diff_ids)} diff IDs but the manifest has {len(manifest.layers)} layers")
+        chains = chain_ids(diff_ids)
+        fresh = False
+        await asyncio.gather(*(
+            self._pull_layer(ref, desc, diff_ids[i], chains[i], chains[i - 1] if i else None, progress)
+            for i, desc in enumerate(manifest.layers)
+        ))
+        if not self.content.has(manifest.digest):
+            self.content.put(manifest.raw, manifest.digest)
+        async with self._lock:
+            try:
+                record = self.images.get(manifest.config.digest)
+            except NotFound:
+                fresh = True
+                record = ImageRecord(
+                    id=manifest.config.digest, diff_ids=diff_ids,
+                    size=sum(self.layers.get(c).size for c in chains),
+                    created=str(config.get("created", "")), manifest_digest=manifest.digest,
+                    layer_blobs=[d.digest for d in manifest.layers],
+                    layer_media_types=[d.media_type for d in manifest.layers])
+            repo_digest = f"{ref.repository}@{manifest.digest}"
+            if repo_digest not in record.repo_digests:
+                record.repo_digests.append(repo_digest)
+            self.images.save(record)
+            previous = self.images.tag(str(ref), record.id) if ref.tag else None
+        progress(Progress(f"Digest: {manifest.digest}"))
+        state = "Downloaded newer image" if fresh or previous else "Image is up to date"
+        progress(Progress(f"Status: {state} for {ref.familiar()}"))
+        return record
+
+    async def _pull_layer(self, ref: Reference, desc: Descriptor, diff_id: str, chain: str,
+                          parent: str | None, progress: ProgressFn) -> None:
+        short = desc.digest[7:19]
+        if self.layers.has(chain):
+            progress(Progress("Already exists", short))
+            return
+        progress(Progress("Pulling fs layer", short))
+
+        def downloaded(current: int, total: int) -> None:
+            progress(Progress("Downloading", short, current, total))
+
+        async def fetch(writer: BlobWriter) -> None:
+            await self.registry.fetch_blob(ref.domain, ref.path, desc, writer.write, progress=downloaded)
+
+        await self.content.ensure(desc.digest, desc.size, fetch)
+        progress(Progress("Download complete", short))
+
+        def unpack(target: str) -> int:
+            with self.content.open(desc.digest) as blob:
+                return apply_layer(blob, target, expected_diff_id=diff_id).size
+
+        progress(Progress("Extracting", short))
+        await asyncio.to_thread(self.layers.create, chain, diff_id, parent, unpack)
+        progress(Progress("Pull complete", short))
+
+    # -- push --------------------------------------------------------------------------------------
+
+    async def push(self, name: str, *, progress: ProgressFn = _ignore) -> str:
+        """Push the local image named ``name`` (tag ``latest`` when none); returns the manifest digest.
+
+        Layers the registry has are not sent again. An image pulled from a registry is pushed with its
+        original manifest, so its digest is unchanged. Raises NotFound when no local image has that
+        name, plus the registry's error kinds.
+        """
+        ref = parse_reference(name).with_default_tag()
+        if ref.tag is None:
+            raise InvalidParameter("push needs a tag, not a digest")
+        image_id = self.images.tags.get(str(ref))
+        if image_id is None:
+            raise NotFound(f"An image does not exist locally with the tag: {ref.familiar_name}")
+        record = self.images.get(image_id)
+        if record.corrupt:
+            raise InvalidParameter(f"image {record.id} is corrupt: {record.corrupt}")
+        progress(Progress(f"The push refers to repository [{ref.repository}]"))
+        layers = [Descriptor(media_type=mt, digest=d, size=self.content.size(d))
+                  for d, mt in zip(record.layer_blobs, record.layer_media_types, strict=True)]
+        config = Descriptor(media_type=_config_type(layers), digest=record.id, size=self.content.size(record.id))
+
+        async def push_one(desc: Descriptor) -> None:
+            short = desc.digest[7:19]
+            if await self.registry.blob_exists(ref.domain, ref.path, desc.digest) is not None:
+                progress(Progress("Layer already exists", short))
+                return
+            progress(Progress("Preparing", short))
+
+            def pushed(current: int, total: int) -> None:
+                progress(Progress("Pushing", short, current, total))
+
+            await self.registry.push_blob(ref.domain, ref.path, desc, self.content.blob_path(desc.digest),
+                                          progress=pushed)
+            progress(Progress("Pushed", short))
+
+        await asyncio.gather(*(push_one(d) for d in reversed(layers)))
+        await push_one(config)
+        raw, media_type = self._manifest_for(record, config, layers)
+        digest = await self.registry.put_manifest(ref.domain, ref.path, ref.tag, media_type, raw)
+        async with self._lock:
+            repo_digest = f"{ref.repository}@{digest}"
+            if repo_digest not in record.repo_digests:
+                record.repo_digests.append(repo_digest)
+                self.images.save(record)
+        progress(Progress(f"{ref.tag}: digest: {digest} size: {len(raw)}"))
+        return digest
+
+    def _manifest_for(self, record: ImageRecord, config: Descriptor, layers: list[Descriptor]) -> tuple[bytes, str]:
+        """The image's original manifest when it still describes these blobs, else a new one."""
+        if record.manifest_digest and self.content.has(record.manifest_digest):
+            raw = self.content.read(record.manifest_digest)
+            doc = json.loads(raw)
+            if [layer.get("digest") for layer in doc.get("layers", [])] == record.layer_blobs:
+                return raw, str(doc.get("mediaType") or "application/vnd.oci.image.manifest.v1+json")
+        docker = all(mt.startswith("application/vnd.docker.") for mt in record.layer_media_types)
+        media_type = ("application/vnd.docker.distribution.manifest.v2+json" if docker
+                      else "application/vnd.oci.image.manifest.v1+json")
+        doc = {
+            "schemaVersion": 2, "mediaType": media_type,
+            "config": {"mediaType": config.media_type, "digest": config.digest, "size": config.size},
+            "layers": [{"mediaType": d.media_type, "digest": d.digest, "size": d.size} for d in layers],
+        }
+        raw = json.dumps(doc, indent=3).encode()
+        self.content.put(raw)
+        return raw, media_type
+
+    # -- tags and removal --------------------------------------------------------------------------
+
+    def tag(self, source: str, target: str) -> None:
+        """Give the image ``source`` the name ``target``. Raises NotFound / InvalidParameter."""
+        record = self.resolve(source)
+        ref = parse_reference(target).with_default_tag()
+        if ref.digest is not None:
+            raise InvalidParameter("refusing to create a tag with a digest reference")
+        self.images.tag(str(ref), record.id)
+
+    def remove(self, name: str, *, force: bool = False, in_use: Callable[[str], bool] = lambda _: False
+               ) -> list[dict[str, str]]:
+        """``docker rmi``: untag ``name`` if the image has other names, else delete the image and its
+        unshared layers. Returns Docker's ``[{"Untagged": ...}, {"Deleted": ...}]`` report.
+
+        Raises NotFound, or Conflict when the image is used by a container (``in_use``) or has
+        several names and was addressed by ID, unless ``force``.
+        """
+        record = self.resolve(name)
+        report: list[dict[str, str]] = []
+        refs = self.images.refs_of(record.id)
+        try:
+            named: str | None = str(parse_reference(name).with_default_tag())
+        except InvalidParameter:
+            named = None
+        if named is not None and named in refs:
+            if len(refs) > 1:
+                self.images.untag(named)
+                return [{"Untagged": parse_reference(named).familiar()}]
+        elif len(refs) > 1 and not force:
+            raise Conflict(f"conflict: unable to delete {record.id[7:19]} (must be forced) - "
+                           "image is referenced in multiple repositories")
+        if in_use(record.id) and not force:
+            raise Conflict(f"conflict: unable to delete {record.id[7:19]} (cannot be forced) - "
+                           "image is being used by a container")
+        for ref in refs:
+            self.images.untag(ref)
+            report.append({"Untagged": parse_reference(ref).familiar()})
+        self._delete_image(record)
+        report.append({"Deleted": record.id})
+        return report
+
+    def _delete_image(self, record: ImageRecord) -> None:
+        self.images.delete(record.id)
+        keep: set[str] = set()
+        for other in self.images.records():
+            keep.update(chain_ids(other.diff_ids))
+        for chain in chain_ids(record.diff_ids):
+            if chain not in keep:
+                self.layers.remove(chain)
+        self.content.delete(record.id)
+
+    def list_images(self) -> list[ImageRecord]:
+        return self.images.records()
+
+    # -- save and load -----------------------------------------------------------------------------
+
+    def _layer_opener(self, record: ImageRecord, index: int) -> Callable[[], BinaryIO]:
+        blob = record.layer_blobs[index]
+        media_type = record.layer_media_types[index]
+        return lambda: decompressed(self.content.open(blob), media_type)
+
+    def save(self, names: list[str], out: IO[bytes]) -> None:
+        """``docker save``: write the named images (references or IDs) to ``out``. Raises NotFound."""
+        saved: dict[str, SavedImage] = {}
+        for name in names:
+            record = self.resolve(name)
+            if record.corrupt:
+                raise InvalidParameter(f"image {record.id} is corrupt: {record.corrupt}")
+            try:
+                named = parse_reference(name)
+            except InvalidParameter:
+                named = None
+            tags = []
+            if named is not None and not is_full_image_id(name):
+                full = named.with_default_tag()
+                if str(full) in self.images.tags:
+                    tags = [full.familiar()]
+            chains = chain_ids(record.diff_ids)
+            previous = saved.get(record.id)
+            saved[record.id] = SavedImage(
+                config=self.content.read(record.id, MAX_CONFIG),
+                layers=[(d, self.layers.get(chains[i]).size, self._layer_opener(record, i))
+                        for i, d in enumerate(record.diff_ids)],
+                repo_tags=(previous.repo_tags if previous else []) + tags,
+            )
+        write_archive(out, list(saved.values()))
+
+    async def load(self, source: BinaryIO, progress: ProgressFn = _ignore) -> list[ImageRecord]:
+        """``docker load``: read a save archive (Docker or OCI layout) from ``source``.
+
+        Raises InvalidParameter for a malformed archive, config or layer; images loaded before the
+        bad one stay loaded, nothing of the bad one is left but verified blobs.
+        """
+        spool_dir = os.path.join(self.root, "tmp")
+        os.makedirs(spool_dir, mode=0o700, exist_ok=True)
+        with tempfile.TemporaryFile(dir=spool_dir) as spool:
+            await asyncio.to_thread(shutil.copyfileobj, source, spool, 1 << 20)
+            spool.seek(0)
+            try:
+                tar = tarfile.open(fileobj=spool, mode="r:")  # noqa: SIM115 - closed by the with below
+            except tarfile.TarError as exc:
+                raise InvalidParameter(f"not a tar archive: {exc}") from exc
+            with tar:
+                loaded = []
+                for image in read_archive(tar):
+                    loaded.append(await asyncio.to_thread(self._load_one, image))
+                    record = loaded[-1]
+                    for name in image.repo_tags:
+                        progress(Progress(f"Loaded image: {name}"))
+                    if not image.repo_tags:
+                        progress(Progress(f"Loaded image ID: {record.id}"))
+                return loaded
+
+    def _load_one(self, image: LoadedImage) -> ImageRecord:
+        config = parse_config(image.config)
+        diff_ids: list[str] = config["rootfs"]["diff_ids"]
+        if len(diff_ids) != len(image.layers):
+            raise InvalidParameter(
+                f"image config has {len(diff_ids)} diff IDs but the archive has {len(image.layers)} layers")
+        tags = [parse_reference(t).with_default_tag() for t in image.repo_tags]
+        image_id = self.content.put(image.config)
+        chains = chain_ids(diff_ids)
+        blobs: list[str] = []
+        media_types: list[str] = []
+        for i, opener in enumerate(image.layers):
+            def unpack(target: str, opener: Callable[[], BinaryIO] = opener, diff_id: str = diff_ids[i]) -> int:
+                with opener() as stream:
+                    return apply_layer(stream, target, expected_diff_id=diff_id).size
+            self.layers.create(chains[i], diff_ids[i], chains[i - 1] if i else None, unpack)
+            blob, media_type = self._store_plain_layer(opener, diff_ids[i])
+            blobs.append(blob)
+            media_types.append(media_type)
+        try:
+            record = self.images.get(image_id)
+        except NotFound:
+            record = ImageRecord(id=image_id, diff_ids=diff_ids,
+                                 size=sum(self.layers.get(c).size for c in chains),
+                                 created=str(config.get("created", "")),
+                                 layer_blobs=blobs, layer_media_types=media_types)
+        self.images.save(record)
+        for ref in tags:
+            self.images.tag(str(ref), image_id)
+        return record
+
+    def _store_plain_layer(self, opener: Callable[[], BinaryIO], diff_id: str) -> tuple[str, str]:
+        """Keep the uncompressed layer tar as a blob (its digest is the diff ID), for push and save."""
+        if not self.content.has(diff_id):
+            writer = self.content.writer(diff_id)
+            try:
+                with opener() as stream:
+                    while chunk := stream.read(1 << 20):
+                        writer.write(chunk)
+                writer.commit()
+            except BaseException:
+                writer.abort()
+                raise
+        return diff_id, "application/vnd.oci.image.layer.v1.tar"

@@ -1,0 +1,257 @@
+"""Descriptor-relative filesystem primitives for writing an untrusted tree inside one directory.
+
+Everything here works on directory descriptors and single path components (the ``*at()`` system calls
+with ``O_NOFOLLOW``), so a symlink written by the untrusted input can never redirect a write outside the
+root descriptor it started from:
+
+- ``LayerTree.directory`` resolves a path *as if the root were ``/``* (like a chroot): a symlink met on
+  the way is read with ``readlinkat`` and followed by this code, an absolute target restarts at the root,
+  and ``..`` never climbs above the root (it is clamped, or refused in strict mode). The kernel never
+  follows a symlink for us: every ``openat`` carries ``O_NOFOLLOW``.
+- ``clear_directory`` removes everything below a directory without following symlinks and with a
+  constant number of open descriptors, whatever the depth of the tree.
+
+Failures raise ``OSError`` (with the real errno) or a ``ResolveError`` subclass; callers wrap them once
+into the engine's taxonomy. Paths are ``bytes`` components (no ``/`` in a component).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections import OrderedDict
+from collections.abc import Sequence
+
+MAX_SYMLINKS = 40
+"""Symlinks followed in one resolution before giving up (Linux's own limit)."""
+
+_O_DIR_PATH = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+_O_DIR_READ = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_CACHE_SIZE = 16
+
+
+class ResolveError(Exception):
+    """A path cannot be resolved inside the root. ``str()`` is a short reason."""
+
+
+class PathEscapes(ResolveError):
+    """Strict resolution met ``..`` above the root or an absolute symlink."""
+
+
+class PathMissing(ResolveError):
+    """A component does not exist (and creation was not asked for)."""
+
+
+class NotADirectoryInTree(ResolveError):
+    """A component that must be a directory is something else."""
+
+
+class TooManySymlinks(ResolveError):
+    """More than ``MAX_SYMLINKS`` symlinks were followed."""
+
+
+def lstat_at(dir_fd: int, name: bytes) -> os.stat_result | None:
+    """``fstatat(AT_SYMLINK_NOFOLLOW)`` of one component, or None if it does not exist."""
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def proc_path(dir_fd: int, name: bytes) -> bytes:
+    """A ``/proc/self/fd`` path naming component ``name`` of the directory open at ``dir_fd``.
+
+    For the few calls that have no ``*at()`` form (``lsetxattr``). The magic link pins the directory, so
+    only ``name`` is looked up; pass ``follow_symlinks=False`` so a symlink ``name`` is not followed.
+    """
+    return b"/proc/self/fd/%d/%s" % (dir_fd, name)
+
+
+def _open_child_dir(dir_fd: int, name: bytes, flags: int) -> int:
+    """Open directory ``name`` under ``dir_fd`` without following a symlink (ENOTDIR/ELOOP if it is one)."""
+    return os.open(name, flags | os.O_NOFOLLOW, dir_fd=dir_fd)
+
+
+def clear_directory(dir_fd: int) -> None:
+    """Remove every entry below the directory open at ``dir_fd``; the directory itself stays.
+
+    Never follows a symlink (symlinks are unlinked, not entered) and keeps two descriptors open at most,
+    so trees of any depth are removed. Directories without write or search permission are made
+    ``0700`` first (for callers that are not root). Raises OSError.
+    """
+    cur = os.open(b".", _O_DIR_READ, dir_fd=dir_fd)
+    names: list[str] = []
+    try:
+        while True:
+            child: str | None = None
+            try:
+                with os.scandir(cur) as entries:
+                    for entry in entries:
+                        if entry.is_dir(follow_symlinks=False):
+                            child = entry.name
+                            break
+                        os.unlink(entry.name, dir_fd=cur)
+            except PermissionError:
+                if os.geteuid() == 0:
+                    raise
+                os.fchmod(cur, 0o700)
+                continue
+            if child is not None:
+                try:
+                    nxt = _open_child_dir(cur, os.fsencode(child), _O_DIR_READ)
+                except PermissionError:
+                    os.chmod(child, 0o700, dir_fd=cur, follow_symlinks=False)
+                    nxt = _open_child_dir(cur, os.fsencode(child), _O_DIR_READ)
+                os.close(cur)
+                cur = nxt
+                names.append(child)
+                continue
+            if not names:
+                return
+            parent = os.open(b"..", _O_DIR_READ, dir_fd=cur)
+            os.close(cur)
+            cur = parent
+            os.rmdir(names.pop(), dir_fd=cur)
+    finally:
+        os.close(cur)
+
+
+def remove_entry(dir_fd: int, name: bytes) -> None:
+    """Remove ``name`` under ``dir_fd`` whatever it is (a directory with all its contents). Raises OSError."""
+    st = lstat_at(dir_fd, name)
+    if st is None:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        sub = _open_child_dir(dir_fd, name, _O_DIR_READ)
+        try:
+            clear_directory(sub)
+        finally:
+            os.close(sub)
+        os.rmdir(name, dir_fd=dir_fd)
+    else:
+        os.unlink(name, dir_fd=dir_fd)
+
+
+class LayerTree:
+    """Resolves directories below one root directory descriptor, chroot-style, without leaving it.
+
+    Invariants: every descriptor it returns refers to a directory at or below the root (reached only
+    through ``openat(O_NOFOLLOW)`` of single components, ``..`` only when below the root); it never asks the
+    kernel to follow a symlink. Descriptors handed out by ``directory`` are owned by the tree and stay
+    valid until the next ``directory`` call or ``close``; ``lookup`` descriptors are the caller's.
+    ``invalidate`` must be called after anything in the tree is removed or replaced (cached resolutions
+    may be stale then); creating new entries never invalidates a resolution.
+    """
+
+    def __init__(self, root_fd: int, *, implicit_dir_mode: int = 0o755) -> None:
+        self.root_fd = root_fd
+        self.implicit_dir_mode = implicit_dir_mode
+        self._cache: OrderedDict[tuple[bytes, ...], int] = OrderedDict()
+        self._retired: list[int] = []
+
+    def close(self) -> None:
+        """Close every cached descriptor (not the root)."""
+        self._drop_retired()
+        for fd in self._cache.values():
+            os.close(fd)
+        self._cache.clear()
+
+    def invalidate(self) -> None:
+        """Forget cached resolutions. Descriptors already handed out stay open until the next call."""
+        self._retired.extend(self._cache.values())
+        self._cache.clear()
+
+    def _drop_retired(self) -> None:
+        while self._retired:
+            os.close(self._retired.pop())
+
+    def directory(self, parts: Sequence[bytes]) -> int:
+        """The directory at ``parts`` (resolved in the root, ``..`` clamped), creating missing components.
+
+        Missing components are created as directories with ``implicit_dir_mode`` (exactly, whatever the
+        umask), owned by the caller. Returns a descriptor owned by the tree (see the class docstring).
+        Raises ``NotADirectoryInTree``, ``TooManySymlinks`` or OSError.
+        """
+        self._drop_retired()
+        key = tuple(parts)
+        fd = self._cache.get(key)
+        if fd is not None:
+            self._cache.move_to_end(key)
+            return fd
+        fd = self._resolve(key, create=True, strict=False)
+        self._cache[key] = fd
+        if len(self._cache) > _CACHE_SIZE:
+            _, old = self._cache.popitem(last=False)
+            self._retired.append(old)
+        return fd
+
+    def lookup(self, parts: Sequence[bytes], *, strict: bool) -> int:
+        """The existing directory at ``parts``; never creates. The caller closes the descriptor.
+
+        ``strict``: refuse (``PathEscapes``) a symlink on the way that is absolute or climbs above the
+        root, instead of resolving it chroot-style. Raises ``PathMissing``, ``NotADirectoryInTree``,
+        ``TooManySymlinks``, ``PathEscapes`` or OSError.
+        """
+        return self._resolve(tuple(parts), create=False, strict=strict)
+
+    def _resolve(self, parts: tuple[bytes, ...], *, create: bool, strict: bool) -> int:
+        pending = list(reversed(parts))
+        cur = os.open(b".", _O_DIR_PATH, dir_fd=self.root_fd)
+        depth = 0
+        links = 0
+        try:
+            while pending:
+                comp = pending.pop()
+                if comp in (b"", b"."):
+                    continue
+                if comp == b"..":
+                    if depth == 0:
+                        if strict:
+                            raise PathEscapes("a symlink climbs above the layer root")
+                        continue
+                    nxt = os.open(b"..", _O_DIR_PATH, dir_fd=cur)
+                    os.close(cur)
+                    cur = nxt
+                    depth -= 1
+                    continue
+                try:
+                    nxt = _open_child_dir(cur, comp, _O_DIR_PATH)
+                except FileNotFoundError:
+                    if not create:
+                        raise PathMissing(f"{os.fsdecode(comp)!r} does not exist") from None
+                    self._mkdir(cur, comp)
+                    nxt = _open_child_dir(cur, comp, _O_DIR_PATH)
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
+                        raise
+                    st = os.stat(comp, dir_fd=cur, follow_symlinks=False)
+                    if not stat.S_ISLNK(st.st_mode):
+                        raise NotADirectoryInTree(f"{os.fsdecode(comp)!r} is not a directory") from None
+                    links += 1
+                    if links > MAX_SYMLINKS:
+                        raise TooManySymlinks("too many levels of symbolic links") from None
+                    target = os.readlink(comp, dir_fd=cur)
+                    if target.startswith(b"/"):
+                        if strict:
+                            raise PathEscapes("an absolute symlink is on the way") from None
+                        os.close(cur)
+                        cur = os.open(b".", _O_DIR_PATH, dir_fd=self.root_fd)
+                        depth = 0
+                    pending.extend(reversed(target.split(b"/")))
+                    continue
+                os.close(cur)
+                cur = nxt
+                depth += 1
+        except BaseException:
+            os.close(cur)
+            raise
+        return cur
+
+    def _mkdir(self, dir_fd: int, name: bytes) -> None:
+        os.mkdir(name, 0o700, dir_fd=dir_fd)
+        fd = _open_child_dir(dir_fd, name, _O_DIR_READ)
+        try:
+            os.fchmod(fd, self.implicit_dir_mode)
+        finally:
+            os.close(fd)
