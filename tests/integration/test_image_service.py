@@ -256,3 +256,58 @@ def test_rmi_untags_then_deletes(busybox_image: LayoutImage, registry: LocalRegi
     assert service.list_images() == [] and service.layers.chain_ids() == []
     with pytest.raises(NotFound):
         service.resolve(record.id)
+
+
+def _rootfs_tar() -> bytes:
+    import tarfile
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        for name, data in (("etc/hostname", b"imported\n"), ("hello.txt", b"hi\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def test_import_inspect_history_list_and_prune(tmp_path: Path) -> None:
+    service = make_service(tmp_path / "store")
+    record = run(service.import_rootfs(io.BytesIO(_rootfs_tar()), reference="imported:v1", message="from a tar",
+                                       changes=["CMD [\"cat\", \"/hello.txt\"]", "ENV A=1 B=two",
+                                                "LABEL team=core", "EXPOSE 8080", "WORKDIR /srv"]))
+    doc = service.inspect("imported:v1")
+    assert doc["Id"] == record.id and doc["RepoTags"] == ["imported:v1"]
+    assert doc["Config"]["Cmd"] == ["cat", "/hello.txt"] and doc["Config"]["Env"] == ["A=1", "B=two"]
+    assert doc["Config"]["ExposedPorts"] == {"8080/tcp": {}} and doc["Config"]["WorkingDir"] == "/srv"
+    assert doc["Comment"] == "from a tar" and doc["RootFS"]["Layers"] == record.diff_ids
+    history = service.history("imported:v1")
+    assert len(history) == 1 and history[0].id == record.id and history[0].tags == ["imported:v1"]
+    assert history[0].comment == "from a tar" and history[0].size == record.size
+
+    other = run(service.import_rootfs(io.BytesIO(_rootfs_tar()), changes=["LABEL team=web"]))
+    assert [s.id for s in service.list_images({"label": ["team=core"]})] == [record.id]
+    assert [s.id for s in service.list_images({"reference": ["imported"]})] == [record.id]
+    assert {s.id for s in service.list_images({"dangling": ["true"]})} == {other.id}
+    with pytest.raises(InvalidParameter, match="invalid filter 'colour'"):
+        service.list_images({"colour": ["red"]})
+
+    report, reclaimed = service.prune()
+    assert report == [{"Deleted": other.id}] and reclaimed > 0
+    assert [s.id for s in service.list_images()] == [record.id]
+    archive = io.BytesIO()
+    service.save(["imported:v1"], archive)  # the imported layer blob is usable for save
+    archive.seek(0)
+    assert [r.id for r in run(make_service(tmp_path / "copy").load(archive))] == [record.id]
+
+
+@pytest.mark.parametrize("change, message", [
+    ("RUN echo hi", "RUN is not a valid change command"),
+    ("EXPOSE 99999", "EXPOSE: invalid port"),
+    ("ENV", "ENV requires at least one argument"),
+    ("USER", "USER requires exactly one argument"),
+])
+def test_import_rejects_bad_changes(tmp_path: Path, change: str, message: str) -> None:
+    service = make_service(tmp_path / "store")
+    with pytest.raises(InvalidParameter, match=message):
+        run(service.import_rootfs(io.BytesIO(_rootfs_tar()), changes=[change]))
+    assert service.list_images() == []

@@ -8,21 +8,26 @@ and tags) and a registry client. Everything it reports goes through ``progress``
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime
+import fnmatch
+import itertools
 import json
 import os
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, BinaryIO
 
 from backend.engine.errors import Conflict, InvalidParameter, NotFound
 from backend.engine.images.archive import LoadedImage, SavedImage, decompressed, read_archive, write_archive
+from backend.engine.images.changes import apply_changes
 from backend.engine.images.content_store import BlobWriter, ContentStore
 from backend.engine.images.image_store import ImageRecord, ImageStore
 from backend.engine.images.layer_store import LayerStore, chain_ids
-from backend.engine.images.layers import apply_layer
+from backend.engine.images.layers import apply_layer, detect_compression
 from backend.engine.images.reference import Reference, is_full_image_id, parse_reference
 from backend.engine.registry.client import Descriptor, Manifest, Platform, RegistryClient
 
@@ -79,6 +84,68 @@ def parse_config(data: bytes) -> dict[str, Any]:
         if not isinstance(d, str) or not d.startswith("sha256:") or len(d) != 71:
             raise InvalidParameter(f"image config has an invalid diff ID {d!r}")
     return doc
+
+
+@dataclass(frozen=True)
+class ImageSummary:
+    """One row of ``docker images``."""
+
+    id: str
+    repo_tags: list[str]
+    repo_digests: list[str]
+    created: int
+    size: int
+    labels: dict[str, str]
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One row of ``docker history``."""
+
+    id: str
+    created: int
+    created_by: str
+    size: int
+    comment: str
+    tags: list[str]
+
+
+def _unix_time(text: str) -> int:
+    if not text:
+        return 0
+    try:
+        cleaned = text.replace("Z", "+00:00")
+        if "." in cleaned:  # Go writes nanoseconds; Python parses at most microseconds
+            head, _, tail = cleaned.partition(".")
+            digits = "".join(itertools.takewhile(str.isdigit, tail))
+            cleaned = f"{head}.{digits[:6]}{tail[len(digits):]}"
+        return int(datetime.datetime.fromisoformat(cleaned).timestamp())
+    except ValueError:
+        return 0
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _familiar_digest(repo_digest: str) -> str:
+    name, _, digest = repo_digest.partition("@")
+    try:
+        return f"{parse_reference(name).familiar_name}@{digest}"
+    except InvalidParameter:
+        return repo_digest
+
+
+def _label_matches(labels: Mapping[str, str], expr: str) -> bool:
+    key, sep, value = expr.partition("=")
+    return key in labels and (not sep or labels[key] == value)
+
+
+def _last_comment(config: Mapping[str, Any]) -> str:
+    history = config.get("history") or []
+    if history and isinstance(history[-1], dict):
+        return str(history[-1].get("comment", ""))
+    return ""
 
 
 def _config_type(layers: list[Descriptor]) -> str:
@@ -342,8 +409,180 @@ class ImageService:
                 self.layers.remove(chain)
         self.content.delete(record.id)
 
-    def list_images(self) -> list[ImageRecord]:
-        return self.images.records()
+    def list_images(self, filters: Mapping[str, Sequence[str]] | None = None,
+                    include_all: bool = True) -> list[ImageSummary]:
+        """``docker images``: summaries newest first, filtered as Docker filters them (``dangling``,
+        ``reference``, ``label``, ``before``, ``since``). Raises InvalidParameter for an unknown filter."""
+        filters = dict(filters or {})
+        unknown = set(filters) - {"dangling", "reference", "label", "before", "since"}
+        if unknown:
+            raise InvalidParameter(f"invalid filter '{sorted(unknown)[0]}'")
+        before = [self._created(self.resolve(n)) for n in filters.get("before", [])]
+        since = [self._created(self.resolve(n)) for n in filters.get("since", [])]
+        out = []
+        for record in self.images.records():
+            summary = self._summary(record)
+            tags = summary.repo_tags
+            if "dangling" in filters:
+                wanted = {v.lower() for v in filters["dangling"]}
+                if wanted - {"true", "false", "1", "0"}:
+                    raise InvalidParameter(f"invalid filter 'dangling={sorted(wanted)[0]}'")
+                if (bool(tags) and wanted & {"true", "1"}) or (not tags and wanted & {"false", "0"}):
+                    continue
+            if "reference" in filters and not any(
+                    fnmatch.fnmatchcase(t, pattern) or fnmatch.fnmatchcase(t.rsplit(":", 1)[0], pattern)
+                    for t in tags for pattern in filters["reference"]):
+                continue
+            if "label" in filters and not all(_label_matches(summary.labels, f) for f in filters["label"]):
+                continue
+            if any(summary.created >= b for b in before) or any(summary.created <= s for s in since):
+                continue
+            out.append(summary)
+        return sorted(out, key=lambda s: s.created, reverse=True)
+
+    def _created(self, record: ImageRecord) -> int:
+        return _unix_time(record.created)
+
+    def _summary(self, record: ImageRecord) -> ImageSummary:
+        labels: dict[str, str] = {}
+        if not record.corrupt:
+            try:
+                labels = dict((self.config(record).get("config") or {}).get("Labels") or {})
+            except (InvalidParameter, NotFound):
+                pass
+        return ImageSummary(
+            id=record.id, repo_tags=[parse_reference(r).familiar() for r in self.images.refs_of(record.id)],
+            repo_digests=[_familiar_digest(d) for d in record.repo_digests],
+            created=_unix_time(record.created), size=record.size, labels=labels,
+        )
+
+    def inspect(self, name: str) -> dict[str, Any]:
+        """``docker image inspect``: Docker's document for the image. Raises NotFound / InvalidParameter."""
+        record = self.resolve(name)
+        if record.corrupt:
+            raise InvalidParameter(f"image {record.id} is corrupt: {record.corrupt}")
+        config = self.config(record)
+        summary = self._summary(record)
+        chains = chain_ids(record.diff_ids)
+        return {
+            "Id": record.id, "RepoTags": summary.repo_tags, "RepoDigests": summary.repo_digests,
+            "Parent": "", "Comment": _last_comment(config), "Created": record.created,
+            "Container": config.get("container", ""), "ContainerConfig": config.get("container_config") or {},
+            "DockerVersion": config.get("docker_version", ""), "Author": config.get("author", ""),
+            "Config": config.get("config") or {}, "Architecture": config.get("architecture", ""),
+            "Variant": config.get("variant"), "Os": config.get("os", ""),
+            "Size": record.size, "VirtualSize": record.size,
+            "GraphDriver": {"Name": "overlay2", "Data": {
+                "LowerDir": ":".join(self.layers.diff_path(c) for c in reversed(chains[:-1])) or None,
+                "UpperDir": self.layers.diff_path(chains[-1]) if chains else None}},
+            "RootFS": {"Type": "layers", "Layers": list(record.diff_ids)},
+            "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
+        }
+
+    def history(self, name: str) -> list[HistoryEntry]:
+        """``docker history``: newest first; the top entry carries the image ID and tags."""
+        record = self.resolve(name)
+        config = self.config(record)
+        sizes = [self.layers.get(c).size for c in chain_ids(record.diff_ids)]
+        entries: list[HistoryEntry] = []
+        layer = 0
+        for item in config.get("history") or []:
+            if not isinstance(item, dict):
+                continue
+            size = 0
+            if not item.get("empty_layer") and layer < len(sizes):
+                size = sizes[layer]
+                layer += 1
+            entries.append(HistoryEntry("<missing>", _unix_time(str(item.get("created", ""))),
+                                        str(item.get("created_by", "")), size, str(item.get("comment", "")), []))
+        if not entries:
+            entries = [HistoryEntry("<missing>", _unix_time(record.created), "", s, "", []) for s in sizes]
+        entries.reverse()
+        entries[0] = dataclasses.replace(entries[0], id=record.id,
+                                         tags=[parse_reference(r).familiar() for r in self.images.refs_of(record.id)])
+        return entries
+
+    # -- import and prune --------------------------------------------------------------------------
+
+    async def import_rootfs(self, source: BinaryIO, *, reference: str | None = None, changes: Sequence[str] = (),
+                            message: str = "", platform: Platform | None = None) -> ImageRecord:
+        """``docker import``: one layer from a root filesystem tar (plain, gzip or zstd), with ``changes``
+        applied to the config. Raises InvalidParameter for a bad tar, change or reference."""
+        target = parse_reference(reference).with_default_tag() if reference else None
+        container_config = apply_changes({}, list(changes))
+        platform = platform or host_platform()
+        spool_dir = os.path.join(self.root, "tmp")
+        os.makedirs(spool_dir, mode=0o700, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=spool_dir) as work:
+            # Keep the bytes as they came (they become the layer blob, for push and save), then unpack.
+            spooled = os.path.join(work, "layer")
+            with open(spooled, "wb") as out:
+                await asyncio.to_thread(shutil.copyfileobj, source, out, 1 << 20)
+            probe = os.path.join(work, "probe")
+            os.mkdir(probe)
+            with open(spooled, "rb") as layer:
+                applied = await asyncio.to_thread(apply_layer, layer, probe)
+                layer.seek(0)
+                compression = detect_compression(layer.read(512))
+            diff_id = applied.diff_id
+            created = _now()
+            config = {
+                "architecture": platform.architecture, "os": platform.os, "created": created,
+                "config": container_config,
+                "history": [{"created": created, "created_by": "", "comment": message or "Imported from -"}],
+                "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+            }
+            image_id = self.content.put(json.dumps(config).encode())
+            if not self.content.has(applied.compressed_digest):
+                with open(spooled, "rb") as layer:
+                    writer = self.content.writer(applied.compressed_digest)
+                    try:
+                        while chunk := layer.read(1 << 20):
+                            writer.write(chunk)
+                        writer.commit()
+                    except BaseException:
+                        writer.abort()
+                        raise
+
+            def unpack(target_dir: str) -> int:
+                os.rmdir(target_dir)
+                os.rename(probe, target_dir)
+                return applied.size
+
+            await asyncio.to_thread(self.layers.create, diff_id, diff_id, None, unpack)
+        media_type = {"gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
+                      "zstd": "application/vnd.oci.image.layer.v1.tar+zstd"}.get(
+                          compression, "application/vnd.oci.image.layer.v1.tar")
+        record = ImageRecord(id=image_id, diff_ids=[diff_id], size=applied.size, created=created,
+                             layer_blobs=[applied.compressed_digest], layer_media_types=[media_type])
+        async with self._lock:
+            self.images.save(record)
+            if target is not None:
+                self.images.tag(str(target), record.id)
+        return record
+
+    def prune(self, *, dangling_only: bool = True, in_use: Callable[[str], bool] = lambda _: False
+              ) -> tuple[list[dict[str, str]], int]:
+        """``docker image prune``: remove dangling (or, with ``dangling_only=False``, all unused) images,
+        then blobs no image needs. Returns Docker's report and the bytes reclaimed."""
+        report: list[dict[str, str]] = []
+        reclaimed = 0
+        for record in self.images.records():
+            if in_use(record.id) or (dangling_only and self.images.refs_of(record.id)):
+                continue
+            report.extend(self.remove(record.id, force=True))
+            reclaimed += record.size
+        needed: set[str] = set()
+        for record in self.images.records():
+            needed.add(record.id)
+            needed.update(record.layer_blobs)
+            if record.manifest_digest:
+                needed.add(record.manifest_digest)
+        for digest in list(self.content.digests()):
+            if digest not in needed:
+                reclaimed += self.content.size(digest)
+                self.content.delete(digest)
+        return report, reclaimed
 
     # -- save and load -----------------------------------------------------------------------------
 
