@@ -311,3 +311,33 @@ def test_import_rejects_bad_changes(tmp_path: Path, change: str, message: str) -
     with pytest.raises(InvalidParameter, match=message):
         run(service.import_rootfs(io.BytesIO(_rootfs_tar()), changes=[change]))
     assert service.list_images() == []
+
+
+def test_search_filters_like_docker(tmp_path: Path) -> None:
+    from tests.fixtures.registry import LoopbackServer, send_bytes
+
+    results = [
+        {"name": "busybox", "description": "official", "star_count": 3000, "is_official": True, "is_automated": False},
+        {"name": "a/busybox", "description": "", "star_count": 40, "is_official": False, "is_automated": True},
+        {"name": "b/busybox", "description": "", "star_count": 1, "is_official": False, "is_automated": False},
+    ]
+
+    def handle(h: Any, req: Any) -> None:
+        send_bytes(h, 200, json.dumps({"results": results}).encode(), {"Content-Type": "application/json"})
+
+    with LoopbackServer(handle) as server:
+        service = ImageService(str(tmp_path / "s"), RegistryClient(search_url=f"{server.url}/v1/search"))
+
+        async def searches() -> list[list[str]]:
+            out = []
+            for filters in ({}, {"is-official": ["true"]}, {"stars": ["10"]},
+                            {"is-automated": ["false"], "stars": ["2"]}):
+                out.append([r.name for r in await service.search("busybox", filters=filters)])
+            with pytest.raises(InvalidParameter, match="invalid filter 'stars=lots'"):
+                await service.search("busybox", filters={"stars": ["lots"]})
+            with pytest.raises(InvalidParameter, match="invalid filter 'colour'"):
+                await service.search("busybox", filters={"colour": ["x"]})
+            return out
+
+        assert run(searches()) == [["busybox", "a/busybox", "b/busybox"], ["busybox"],
+                                   ["busybox", "a/busybox"], ["busybox"]]

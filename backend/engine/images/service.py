@@ -29,7 +29,7 @@ from backend.engine.images.image_store import ImageRecord, ImageStore
 from backend.engine.images.layer_store import LayerStore, chain_ids
 from backend.engine.images.layers import apply_layer, detect_compression
 from backend.engine.images.reference import Reference, is_full_image_id, parse_reference
-from backend.engine.registry.client import Descriptor, Manifest, Platform, RegistryClient
+from backend.engine.registry.client import Descriptor, Manifest, Platform, RegistryClient, SearchResult
 
 MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
@@ -501,6 +501,37 @@ class ImageService:
         entries[0] = dataclasses.replace(entries[0], id=record.id,
                                          tags=[parse_reference(r).familiar() for r in self.images.refs_of(record.id)])
         return entries
+
+    # -- search ------------------------------------------------------------------------------------
+
+    async def search(self, term: str, *, limit: int = 25,
+                     filters: Mapping[str, Sequence[str]] | None = None) -> list[SearchResult]:
+        """``docker search``: results of the registry's search, filtered by ``is-official``,
+        ``is-automated`` and ``stars`` (minimum) as Docker filters them. Raises InvalidParameter for an
+        unknown filter or value."""
+        filters = dict(filters or {})
+        unknown = set(filters) - {"is-official", "is-automated", "stars"}
+        if unknown:
+            raise InvalidParameter(f"invalid filter '{sorted(unknown)[0]}'")
+
+        def flag(name: str) -> bool | None:
+            values = {v.lower() for v in filters.get(name, [])}
+            if not values:
+                return None
+            if values - {"true", "false", "1", "0"} or len(values) > 1:
+                raise InvalidParameter(f"invalid filter '{name}={sorted(values)[0]}'")
+            return values <= {"true", "1"}
+
+        official, automated = flag("is-official"), flag("is-automated")
+        try:
+            min_stars = max((int(v) for v in filters.get("stars", [])), default=0)
+        except ValueError as exc:
+            raise InvalidParameter(f"invalid filter 'stars={filters['stars'][0]}'") from exc
+        results = await self.registry.search(term, limit)
+        return [r for r in results
+                if (official is None or r.is_official == official)
+                and (automated is None or r.is_automated == automated)
+                and r.star_count >= min_stars]
 
     # -- import and prune --------------------------------------------------------------------------
 
