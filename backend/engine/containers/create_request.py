@@ -1,0 +1,259 @@
+"""``POST /containers/create`` bodies: parsed and validated into a typed ``CreateRequest``.
+
+Lenient where Docker is (unknown keys, nulls and zero values are ignored, as the docker CLI sends
+them all), strict where Docker is: names, signals, restart policies, memory below 6 MB, capabilities,
+ulimits, sizes. Every rejection raises InvalidParameter with Docker's message where it has one.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from backend.engine.errors import InvalidParameter
+from backend.engine.runtime.capabilities import CAPABILITIES
+
+NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+MIN_MEMORY = 6 * 1024 * 1024
+RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
+ULIMITS = ("core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc", "rss",
+           "rtprio", "rttime", "sigpending", "stack", "as")
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    name: str = "no"
+    maximum_retry_count: int = 0
+
+
+@dataclass(frozen=True)
+class Ulimit:
+    name: str
+    soft: int
+    hard: int
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    """What a user asked for; image defaults are applied later, by the spec builder."""
+
+    image: str
+    name: str | None = None
+    cmd: list[str] | None = None
+    entrypoint: list[str] | None = None
+    env: list[str] = field(default_factory=list)
+    user: str = ""
+    working_dir: str = ""
+    hostname: str = ""
+    domainname: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    tty: bool = False
+    open_stdin: bool = False
+    stdin_once: bool = False
+    stop_signal: str | None = None
+    stop_timeout: int | None = None
+    exposed_ports: list[str] = field(default_factory=list)
+    # HostConfig
+    auto_remove: bool = False
+    restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
+    privileged: bool = False
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    security_opt: list[str] = field(default_factory=list)
+    readonly_rootfs: bool = False
+    memory: int = 0
+    memory_swap: int = 0
+    nano_cpus: int = 0
+    cpu_shares: int = 0
+    cpu_period: int = 0
+    cpu_quota: int = 0
+    cpuset_cpus: str = ""
+    pids_limit: int = 0
+    ulimits: list[Ulimit] = field(default_factory=list)
+    shm_size: int = 0
+    tmpfs: dict[str, str] = field(default_factory=dict)
+    binds: list[str] = field(default_factory=list)
+    init: bool = False
+    network_mode: str = "default"
+    sysctls: dict[str, str] = field(default_factory=dict)
+    oom_score_adj: int = 0
+
+
+def _get(obj: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
+    """``obj[key]`` if it has type ``kind`` (booleans are not integers here), None if absent or null."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise InvalidParameter(f"{where}{key}: expected {kind.__name__}")
+    return value
+
+
+def _strings(obj: Mapping[str, Any], key: str, where: str) -> list[str] | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidParameter(f"{where}{key}: expected a list of strings")
+    return list(value)
+
+
+def _int(obj: Mapping[str, Any], key: str, where: str, lo: int = 0, hi: int = 2**63 - 1) -> int:
+    value = _get(obj, key, int, where)
+    if value is None:
+        return 0
+    if not lo <= value <= hi:
+        raise InvalidParameter(f"{where}{key}: {value} is out of range")
+    return int(value)
+
+
+def validate_name(name: str) -> str:
+    """A container name without its leading slash. Raises InvalidParameter with Docker's message."""
+    if not NAME_RE.match(name):
+        raise InvalidParameter(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    return name.lstrip("/")
+
+
+def validate_signal(text: str) -> int:
+    """A signal by number, ``KILL`` or ``SIGKILL``. Raises InvalidParameter ("Invalid signal: X")."""
+    if text.isdigit():
+        number = int(text)
+        if 0 < number < signal.NSIG:
+            return number
+    else:
+        name = text.upper()
+        name = name if name.startswith("SIG") else "SIG" + name
+        if name in signal.Signals.__members__:
+            return int(signal.Signals[name])
+        if name.startswith("SIGRTMIN") or name.startswith("SIGRTMAX"):
+            base = signal.SIGRTMIN if name.startswith("SIGRTMIN") else signal.SIGRTMAX
+            offset = name[8:]
+            try:
+                number = base + int(offset) if offset else base
+            except ValueError:
+                number = 0
+            if signal.SIGRTMIN <= number <= signal.SIGRTMAX:
+                return int(number)
+    raise InvalidParameter(f"Invalid signal: {text}")
+
+
+def parse_restart_policy(raw: Mapping[str, Any] | None) -> RestartPolicy:
+    """Raises InvalidParameter with Docker's messages."""
+    if not raw:
+        return RestartPolicy()
+    name = raw.get("Name") or ""
+    if not isinstance(name, str) or name not in RESTART_POLICIES:
+        raise InvalidParameter(f"invalid restart policy '{name}'")
+    count = _int(raw, "MaximumRetryCount", "RestartPolicy.", 0, 2**31 - 1)
+    if count and name != "on-failure":
+        raise InvalidParameter(f"maximum retry count cannot be used with restart policy '{name}'")
+    return RestartPolicy(name or "no", count)
+
+
+def _caps(values: list[str] | None, where: str) -> list[str]:
+    out = []
+    for value in values or []:
+        cap = value.upper()
+        if cap == "ALL":
+            out.append("ALL")
+            continue
+        cap = cap if cap.startswith("CAP_") else "CAP_" + cap
+        if cap not in CAPABILITIES:
+            raise InvalidParameter(f"invalid {where}: unknown capability: \"{value}\"")
+        out.append(cap)
+    return out
+
+
+def parse_create_request(body: object, name: str | None = None) -> CreateRequest:
+    """Validate a create body (``Config`` fields at the top level and ``HostConfig``). Raises InvalidParameter."""
+    if not isinstance(body, dict):
+        raise InvalidParameter("config cannot be empty in order to create a container")
+    image = body.get("Image")
+    if not isinstance(image, str) or not image:
+        raise InvalidParameter("No command specified" if image is None and not body.get("Cmd") else
+                               "image name is required")
+    host = body.get("HostConfig") or {}
+    if not isinstance(host, dict):
+        raise InvalidParameter("HostConfig: expected an object")
+    memory = _int(host, "Memory", "HostConfig.")
+    if memory and memory < MIN_MEMORY:
+        raise InvalidParameter("Minimum memory limit allowed is 6MB")
+    swap = _get(host, "MemorySwap", int, "HostConfig.") or 0
+    if swap > 0 and memory and swap < memory:
+        raise InvalidParameter("Minimum memoryswap limit should be larger than memory limit, see usage")
+    if swap > 0 and not memory:
+        raise InvalidParameter("You should always set the Memory limit when using Memoryswap limit, see usage")
+    ulimits = []
+    for raw in host.get("Ulimits") or []:
+        if not isinstance(raw, dict) or raw.get("Name") not in ULIMITS:
+            raise InvalidParameter(f"invalid ulimit: {raw!r}")
+        soft, hard = _int(raw, "Soft", "Ulimit."), _int(raw, "Hard", "Ulimit.")
+        if soft > hard:
+            raise InvalidParameter(f"ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}")
+        ulimits.append(Ulimit(str(raw["Name"]), soft, hard))
+    stop_signal = body.get("StopSignal")
+    if stop_signal is not None:
+        if not isinstance(stop_signal, str):
+            raise InvalidParameter("StopSignal: expected a string")
+        validate_signal(stop_signal)
+    labels = body.get("Labels") or {}
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise InvalidParameter("Labels: expected an object of strings")
+    tmpfs = host.get("Tmpfs") or {}
+    if not isinstance(tmpfs, dict) or not all(isinstance(k, str) and k.startswith("/") for k in tmpfs):
+        raise InvalidParameter("Tmpfs: expected an object of absolute paths")
+    sysctls = host.get("Sysctls") or {}
+    if not isinstance(sysctls, dict):
+        raise InvalidParameter("Sysctls: expected an object")
+    exposed = body.get("ExposedPorts") or {}
+    if not isinstance(exposed, dict):
+        raise InvalidParameter("ExposedPorts: expected an object")
+    stop_timeout = body.get("StopTimeout")
+    if stop_timeout is not None and (not isinstance(stop_timeout, int) or isinstance(stop_timeout, bool)):
+        raise InvalidParameter("StopTimeout: expected an integer")
+    return CreateRequest(
+        image=image,
+        name=validate_name(name) if name else None,
+        cmd=_strings(body, "Cmd", ""),
+        entrypoint=_strings(body, "Entrypoint", ""),
+        env=_strings(body, "Env", "") or [],
+        user=_get(body, "User", str, "") or "",
+        working_dir=_get(body, "WorkingDir", str, "") or "",
+        hostname=_get(body, "Hostname", str, "") or "",
+        domainname=_get(body, "Domainname", str, "") or "",
+        labels={str(k): v for k, v in labels.items()},
+        tty=bool(body.get("Tty")),
+        open_stdin=bool(body.get("OpenStdin")),
+        stdin_once=bool(body.get("StdinOnce")),
+        stop_signal=stop_signal,
+        stop_timeout=stop_timeout,
+        exposed_ports=sorted(str(k) for k in exposed),
+        auto_remove=bool(host.get("AutoRemove")),
+        restart_policy=parse_restart_policy(host.get("RestartPolicy")),
+        privileged=bool(host.get("Privileged")),
+        cap_add=_caps(_strings(host, "CapAdd", "HostConfig."), "CapAdd"),
+        cap_drop=_caps(_strings(host, "CapDrop", "HostConfig."), "CapDrop"),
+        security_opt=_strings(host, "SecurityOpt", "HostConfig.") or [],
+        readonly_rootfs=bool(host.get("ReadonlyRootfs")),
+        memory=memory,
+        memory_swap=swap,
+        nano_cpus=_int(host, "NanoCpus", "HostConfig."),
+        cpu_shares=_int(host, "CpuShares", "HostConfig."),
+        cpu_period=_int(host, "CpuPeriod", "HostConfig.", 0, 1_000_000),
+        cpu_quota=_get(host, "CpuQuota", int, "HostConfig.") or 0,
+        cpuset_cpus=_get(host, "CpusetCpus", str, "HostConfig.") or "",
+        pids_limit=_get(host, "PidsLimit", int, "HostConfig.") or 0,
+        ulimits=ulimits,
+        shm_size=_int(host, "ShmSize", "HostConfig."),
+        tmpfs={str(k): str(v) for k, v in tmpfs.items()},
+        binds=_strings(host, "Binds", "HostConfig.") or [],
+        init=bool(host.get("Init")),
+        network_mode=_get(host, "NetworkMode", str, "HostConfig.") or "default",
+        sysctls={str(k): str(v) for k, v in sysctls.items()},
+        oom_score_adj=_int(host, "OomScoreAdj", "HostConfig.", -1000, 1000),
+    )
