@@ -1,0 +1,112 @@
+"""A container's lifecycle as an Enum with explicit transitions, and its state as Docker reports it.
+
+``ContainerState.move(to)`` is the only way to change status; an illegal move raises Conflict with a
+message naming both states, so a request can never drive a container into an impossible state.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from backend.engine.errors import Conflict
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+class ContainerStatus(enum.Enum):
+    CREATED = "created"
+    RUNNING = "running"
+    PAUSED = "paused"
+    RESTARTING = "restarting"
+    REMOVING = "removing"
+    EXITED = "exited"
+    DEAD = "dead"
+
+
+_S = ContainerStatus
+TRANSITIONS: dict[ContainerStatus, frozenset[ContainerStatus]] = {
+    _S.CREATED: frozenset({_S.RUNNING, _S.EXITED, _S.REMOVING, _S.DEAD}),
+    _S.RUNNING: frozenset({_S.PAUSED, _S.EXITED, _S.RESTARTING, _S.DEAD}),
+    _S.PAUSED: frozenset({_S.RUNNING, _S.EXITED, _S.DEAD}),
+    _S.RESTARTING: frozenset({_S.RUNNING, _S.EXITED, _S.REMOVING, _S.DEAD}),
+    _S.EXITED: frozenset({_S.RUNNING, _S.RESTARTING, _S.REMOVING, _S.DEAD}),
+    _S.REMOVING: frozenset({_S.DEAD}),
+    _S.DEAD: frozenset({_S.REMOVING}),
+}
+
+
+def now() -> str:
+    """The current time in Docker's RFC 3339 form with nanoseconds (padded from microseconds)."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+
+
+@dataclass
+class ContainerState:
+    """What ``docker inspect`` shows under ``State`` (plus the restart count)."""
+
+    status: ContainerStatus = ContainerStatus.CREATED
+    pid: int = 0
+    exit_code: int = 0
+    oom_killed: bool = False
+    error: str = ""
+    started_at: str = ZERO_TIME
+    finished_at: str = ZERO_TIME
+    restart_count: int = 0
+
+    def move(self, to: ContainerStatus) -> None:
+        """Change status. Raises Conflict for a transition the lifecycle does not allow."""
+        if to is self.status:
+            return
+        if to not in TRANSITIONS[self.status]:
+            raise Conflict(f"cannot move a container from {self.status.value} to {to.value}")
+        self.status = to
+
+    def started(self, pid: int) -> None:
+        self.move(ContainerStatus.RUNNING)
+        self.pid = pid
+        self.started_at = now()
+        self.exit_code = 0
+        self.oom_killed = False
+        self.error = ""
+
+    def exited(self, code: int, oom_killed: bool = False, finished_at: str | None = None) -> None:
+        self.move(ContainerStatus.EXITED)
+        self.pid = 0
+        self.exit_code = code
+        self.oom_killed = oom_killed
+        self.finished_at = finished_at or now()
+
+    def describe(self) -> str:
+        """The ``Status`` column of ``docker ps`` without the durations (e.g. ``Exited (137)``)."""
+        if self.status is ContainerStatus.EXITED:
+            return f"Exited ({self.exit_code})"
+        if self.status is ContainerStatus.PAUSED:
+            return "Up (Paused)"
+        if self.status is ContainerStatus.RUNNING:
+            return "Up"
+        return self.status.value.capitalize()
+
+    def to_docker(self) -> dict[str, Any]:
+        s = self.status
+        return {
+            "Status": s.value, "Running": s in (ContainerStatus.RUNNING, ContainerStatus.PAUSED),
+            "Paused": s is ContainerStatus.PAUSED, "Restarting": s is ContainerStatus.RESTARTING,
+            "OOMKilled": self.oom_killed, "Dead": s is ContainerStatus.DEAD, "Pid": self.pid,
+            "ExitCode": self.exit_code, "Error": self.error, "StartedAt": self.started_at,
+            "FinishedAt": self.finished_at,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status.value, "pid": self.pid, "exit_code": self.exit_code,
+                "oom_killed": self.oom_killed, "error": self.error, "started_at": self.started_at,
+                "finished_at": self.finished_at, "restart_count": self.restart_count}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> ContainerState:
+        """Raises ValueError/KeyError/TypeError for a malformed document."""
+        return cls(status=ContainerStatus(doc["status"]), pid=int(doc["pid"]), exit_code=int(doc["exit_code"]),
+                   oom_killed=bool(doc["oom_killed"]), error=str(doc["error"]), started_at=str(doc["started_at"]),
+                   finished_at=str(doc["finished_at"]), restart_count=int(doc.get("restart_count", 0)))
