@@ -40,7 +40,7 @@ TRANSITIONS: dict[ContainerStatus, frozenset[ContainerStatus]] = {
 
 def now() -> str:
     """The current time in Docker's RFC 3339 form with nanoseconds (padded from microseconds)."""
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
 
 
 @dataclass
@@ -87,7 +87,7 @@ class ContainerState:
             return "Up (Paused)"
         if self.status is ContainerStatus.RUNNING:
             return "Up"
-        return self.status.value.capitalize()
+        return str(self.status.value).capitalize()
 
     def to_docker(self) -> dict[str, Any]:
         s = self.status
