@@ -417,22 +417,24 @@ class ImageService:
         unknown = set(filters) - {"dangling", "reference", "label", "before", "since"}
         if unknown:
             raise InvalidParameter(f"invalid filter '{sorted(unknown)[0]}'")
+        dangling = {v.lower() for v in filters.get("dangling", [])}
+        if dangling - {"true", "false", "1", "0"}:
+            raise InvalidParameter(f"invalid filter 'dangling={sorted(dangling)[0]}'")
         before = [self._created(self.resolve(n)) for n in filters.get("before", [])]
         since = [self._created(self.resolve(n)) for n in filters.get("since", [])]
         out = []
         for record in self.images.records():
             summary = self._summary(record)
             tags = summary.repo_tags
-            if "dangling" in filters:
-                wanted = {v.lower() for v in filters["dangling"]}
-                if wanted - {"true", "false", "1", "0"}:
-                    raise InvalidParameter(f"invalid filter 'dangling={sorted(wanted)[0]}'")
-                if (bool(tags) and wanted & {"true", "1"}) or (not tags and wanted & {"false", "0"}):
-                    continue
-            if "reference" in filters and not any(
-                    fnmatch.fnmatchcase(t, pattern) or fnmatch.fnmatchcase(t.rsplit(":", 1)[0], pattern)
-                    for t in tags for pattern in filters["reference"]):
+            if dangling and ((tags and dangling & {"true", "1"}) or (not tags and dangling & {"false", "0"})):
                 continue
+            if "reference" in filters:
+                tags = [t for t in tags if any(
+                    fnmatch.fnmatchcase(t, pattern) or fnmatch.fnmatchcase(t.rsplit(":", 1)[0], pattern)
+                    for pattern in filters["reference"])]
+                if not tags:
+                    continue
+                summary = dataclasses.replace(summary, repo_tags=tags)
             if "label" in filters and not all(_label_matches(summary.labels, f) for f in filters["label"]):
                 continue
             if any(summary.created >= b for b in before) or any(summary.created <= s for s in since):
@@ -664,15 +666,21 @@ class ImageService:
             except tarfile.TarError as exc:
                 raise InvalidParameter(f"not a tar archive: {exc}") from exc
             with tar:
-                loaded = []
-                for image in read_archive(tar):
-                    loaded.append(await asyncio.to_thread(self._load_one, image))
-                    record = loaded[-1]
-                    for name in image.repo_tags:
-                        progress(Progress(f"Loaded image: {name}"))
-                    if not image.repo_tags:
-                        progress(Progress(f"Loaded image ID: {record.id}"))
-                return loaded
+                try:
+                    return await self._load_all(tar, progress)
+                except (tarfile.TarError, EOFError) as exc:
+                    raise InvalidParameter(f"the image archive is truncated or corrupt: {exc}") from exc
+
+    async def _load_all(self, tar: tarfile.TarFile, progress: ProgressFn) -> list[ImageRecord]:
+        loaded = []
+        for image in read_archive(tar):
+            loaded.append(await asyncio.to_thread(self._load_one, image))
+            record = loaded[-1]
+            for name in image.repo_tags:
+                progress(Progress(f"Loaded image: {name}"))
+            if not image.repo_tags:
+                progress(Progress(f"Loaded image ID: {record.id}"))
+        return loaded
 
     def _load_one(self, image: LoadedImage) -> ImageRecord:
         config = parse_config(image.config)
