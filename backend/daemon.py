@@ -1,0 +1,200 @@
+"""berthd: the composition root of the backend service.
+
+Reads ``/etc/berth/daemon.yaml`` (``--config-file``; flags override it), takes an exclusive lock on
+the data root so two daemons never share one, builds the engine's services, and serves the Docker
+Engine API on a unix socket created safely: bound with mode 0 while it is prepared, owned by
+root:<group> when that group exists, then mode 0660 before it listens. A stale socket file is
+replaced. SIGTERM/SIGINT stop it gracefully without waiting for open event streams. TCP listening is
+not offered yet: only unix sockets are accepted in ``-H``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import grp
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from backend.engine.errors import EngineError, InvalidParameter, Unavailable
+from backend.engine.events import EventBus
+from backend.engine.images.service import ImageService
+from backend.engine.registry.auth import CredentialSource
+from backend.engine.registry.client import RegistryClient
+from backend.engine.system import SystemService
+from backend.server.app import create_app, make_runner
+from backend.server.context import ServerContext
+
+DEFAULT_CONFIG = "/etc/berth/daemon.yaml"
+DEFAULT_SOCKET = "unix:///run/berth/berth.sock"
+
+log = logging.getLogger("berthd")
+
+
+@dataclass
+class DaemonConfig:
+    """berthd's settings: the config file's keys, overridden by flags."""
+
+    hosts: list[str] = field(default_factory=lambda: [DEFAULT_SOCKET])
+    data_root: str = "/var/lib/berth"
+    exec_root: str = "/run/berth"
+    group: str = "berth"
+    pidfile: str | None = None
+    log_level: str = "info"
+    insecure_registries: list[str] = field(default_factory=list)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="berthd", description="Berth's container engine (Docker Engine API)")
+    p.add_argument("-H", "--host", action="append", dest="hosts", help="unix:///path/to.sock (repeatable)")
+    p.add_argument("--data-root")
+    p.add_argument("--exec-root")
+    p.add_argument("--config-file", default=DEFAULT_CONFIG)
+    p.add_argument("-G", "--group")
+    p.add_argument("-p", "--pidfile")
+    p.add_argument("-l", "--log-level", choices=["debug", "info", "warn", "error", "fatal"])
+    p.add_argument("--insecure-registry", action="append", dest="insecure_registries")
+    p.add_argument("--default-runtime", help="accepted; containers come with the next release")
+    p.add_argument("--add-runtime", action="append", help="accepted; containers come with the next release")
+    return p
+
+
+def load_config(argv: Sequence[str] | None = None) -> DaemonConfig:
+    """Config file then flags. Raises InvalidParameter naming the bad key or file."""
+    args = _parser().parse_args(argv)
+    config = DaemonConfig()
+    path = args.config_file
+    if os.path.exists(path):
+        try:
+            with open(path) as f:
+                doc: Any = yaml.safe_load(f.read(1 << 20)) or {}
+        except OSError as exc:
+            raise InvalidParameter(f"config file {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or "not valid YAML"
+            raise InvalidParameter(f"config file {path}: invalid YAML{where}: {problem}") from exc
+        if not isinstance(doc, dict):
+            raise InvalidParameter(f"config file {path}: expected a mapping of settings")
+        for key, value in doc.items():
+            name = str(key).replace("-", "_")
+            if name not in DaemonConfig.__dataclass_fields__:
+                raise InvalidParameter(f"config file {path}: unknown setting {key!r}")
+            setattr(config, name, value)
+    elif path != DEFAULT_CONFIG:
+        raise InvalidParameter(f"config file {path} does not exist")
+    for name in ("hosts", "data_root", "exec_root", "group", "pidfile", "log_level", "insecure_registries"):
+        value = getattr(args, name)
+        if value:
+            setattr(config, name, value)
+    for host in config.hosts:
+        if not str(host).startswith("unix://"):
+            raise InvalidParameter(f"-H {host}: only unix:// sockets are supported (TCP needs mutual TLS)")
+    return config
+
+
+def lock_data_root(data_root: str) -> int:
+    """Hold an exclusive lock on ``<data_root>/berthd.lock`` for the daemon's life. Raises Unavailable."""
+    os.makedirs(data_root, mode=0o711, exist_ok=True)
+    fd = os.open(os.path.join(data_root, "berthd.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        os.close(fd)
+        raise Unavailable(f"another berthd is using the data root {data_root}") from exc
+    return fd
+
+
+def open_socket(path: str, group: str) -> socket.socket:
+    """Bind ``path`` safely (see the module docstring) and listen."""
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        if not os.path.isdir(path):
+            os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o777)
+    try:
+        sock.bind(path)
+    finally:
+        os.umask(old)
+    os.chmod(path, 0)
+    gid = 0
+    with contextlib.suppress(KeyError):
+        gid = grp.getgrnam(group).gr_gid
+    os.chown(path, 0 if os.geteuid() == 0 else -1, gid if os.geteuid() == 0 else -1)
+    os.chmod(path, 0o660)
+    sock.listen(128)
+    return sock
+
+
+async def serve(config: DaemonConfig) -> None:
+    """Run until SIGTERM/SIGINT."""
+    images = ImageService(os.path.join(config.data_root, "image"),
+                          RegistryClient(insecure_registries=config.insecure_registries))
+    images.recover()
+    events = EventBus()
+
+    def registry_for(credentials: CredentialSource) -> RegistryClient:
+        return RegistryClient(credentials=credentials, insecure_registries=config.insecure_registries)
+
+    context = ServerContext(images=images, system=SystemService(config.data_root, images, events),
+                            events=events, registry_for=registry_for)
+    app: web.Application = create_app(context)
+    runner = make_runner(app)
+    await runner.setup()
+    for host in config.hosts:
+        path = host.removeprefix("unix://")
+        await web.SockSite(runner, open_socket(path, config.group)).start()
+        log.info(json.dumps({"msg": "API listening", "socket": path}))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info(json.dumps({"msg": "shutting down"}))
+    await runner.shutdown()
+    await runner.cleanup()
+    for host in config.hosts:
+        with contextlib.suppress(OSError):
+            os.unlink(host.removeprefix("unix://"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``berthd``."""
+    try:
+        config = load_config(argv)
+        logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s",
+                            level=getattr(logging, config.log_level.upper().replace("FATAL", "CRITICAL")
+                                          .replace("WARN", "WARNING")))
+        lock = lock_data_root(config.data_root)
+        if config.pidfile:
+            with open(config.pidfile, "w") as f:
+                f.write(f"{os.getpid()}\n")
+        try:
+            asyncio.run(serve(config))
+        finally:
+            os.close(lock)
+            if config.pidfile:
+                with contextlib.suppress(OSError):
+                    os.unlink(config.pidfile)
+    except EngineError as exc:
+        print(f"berthd: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def console_main() -> None:
+    sys.exit(main())

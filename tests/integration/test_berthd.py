@@ -1,0 +1,113 @@
+"""berthd as a process: socket created safely, one daemon per data root, the docker CLI talks to it,
+bad configuration is one clear line, SIGTERM stops it and removes the socket."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.root
+BERTHD = str(Path(sys.executable).parent / "berthd")
+
+
+def _start(tmp: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([BERTHD, "-H", f"unix://{tmp}/run/berth.sock", "--data-root", str(tmp / "data"),
+                             "--exec-root", str(tmp / "run"), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 20
+    while not path.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"berthd exited {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}")
+        if time.monotonic() > deadline:
+            raise AssertionError("berthd did not create its socket")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def berthd(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+    proc = _start(tmp_path)
+    sock = tmp_path / "run" / "berth.sock"
+    try:
+        _wait_for(sock, proc)
+        yield proc, sock
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(10)
+
+
+def test_socket_mode_and_docker_cli(berthd: tuple[subprocess.Popen[str], Path], tmp_path: Path) -> None:
+    _, sock = berthd
+    st = os.stat(sock)
+    assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o660
+    docker = shutil.which("docker")
+    assert docker, "the docker CLI (Debian's docker.io) is installed by the test command"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    (tmp_path / "cfg").mkdir()
+    env.update(DOCKER_HOST=f"unix://{sock}", DOCKER_CONFIG=str(tmp_path / "cfg"))
+    out = subprocess.run([docker, "version", "--format", "{{.Server.APIVersion}}"], env=env,
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and out.stdout.strip() == "1.41", out.stderr
+    images = subprocess.run([docker, "images", "-q"], env=env, capture_output=True, text=True, timeout=30)
+    assert images.returncode == 0 and images.stdout == ""
+
+
+def test_second_daemon_on_the_same_data_root_is_refused(berthd: tuple[subprocess.Popen[str], Path],
+                                                        tmp_path: Path) -> None:
+    other = subprocess.run([BERTHD, "-H", f"unix://{tmp_path}/other.sock", "--data-root", str(tmp_path / "data")],
+                           capture_output=True, text=True, timeout=30)
+    assert other.returncode == 1
+    assert other.stderr.strip() == f"berthd: another berthd is using the data root {tmp_path / 'data'}"
+
+
+def test_sigterm_stops_and_removes_the_socket(berthd: tuple[subprocess.Popen[str], Path]) -> None:
+    proc, sock = berthd
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    assert not sock.exists()
+
+
+def test_stale_socket_is_replaced(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "berth.sock").write_text("stale")
+    proc = _start(tmp_path)
+    try:
+        deadline = time.monotonic() + 20
+        sock = tmp_path / "run" / "berth.sock"
+        while not (sock.exists() and stat.S_ISSOCK(os.stat(sock).st_mode)):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+
+
+@pytest.mark.parametrize("config, message", [
+    ("- just a list\n", "expected a mapping of settings"),
+    ("colour: blue\n", "unknown setting 'colour'"),
+    ("data-root: [unclosed\n", "config file"),
+])
+def test_bad_config_is_one_clear_line(tmp_path: Path, config: str, message: str) -> None:
+    path = tmp_path / "daemon.yaml"
+    path.write_text(config)
+    result = subprocess.run([BERTHD, "--config-file", str(path), "--data-root", str(tmp_path / "d")],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_tcp_hosts_are_refused(tmp_path: Path) -> None:
+    result = subprocess.run([BERTHD, "-H", "tcp://0.0.0.0:2375", "--data-root", str(tmp_path / "d")],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1 and "only unix:// sockets are supported" in result.stderr
