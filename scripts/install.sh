@@ -17,7 +17,7 @@ fi
 [ -x "$prefix/bin/python" ] || python3 -m venv "$prefix"
 "$prefix/bin/python" -m pip install -q --upgrade pip
 "$prefix/bin/python" -m pip install -q "$src"
-for cmd in berth-runtime; do
+for cmd in berthd berth-runtime; do
   ln -sf "$prefix/bin/$cmd" "/usr/local/bin/$cmd"
 done
 echo "Berth installed in $prefix"
