@@ -17,6 +17,7 @@ import os
 import stat
 import subprocess
 import tarfile
+import threading
 import time
 import uuid
 import zlib
@@ -86,6 +87,14 @@ def make_tar(entries: list[Entry], fmt: int = tarfile.PAX_FORMAT) -> bytes:
     return buf.getvalue()
 
 
+def compress(data: bytes, compression: str) -> bytes:
+    if compression == "gzip":
+        return gzip.compress(data)
+    if compression == "zstd":
+        return zstandard.ZstdCompressor().compress(data)
+    return data
+
+
 def digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -121,9 +130,11 @@ class Box:
     def refuse(self, data: bytes, match: str, *, host_paths: tuple[str, ...] = (), **kwargs: object) -> str:
         """Apply ``data`` expecting a LayerError matching ``match``; check nothing leaked. Returns the message."""
         before = self.snapshot()
+        threads = threading.active_count()
         with pytest.raises(LayerError, match=match) as info:
             self.apply(data, **kwargs)
         self.assert_clean(before, host_paths)
+        assert threading.active_count() == threads  # the decompression thread is gone
         message = str(info.value)
         assert "\n" not in message
         return message
@@ -176,8 +187,7 @@ LEGIT = [dir_("etc/"), reg("etc/hostname", b"box\n"), sym("etc/localtime", "/usr
 @pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])
 def test_formats_and_digests(box: Box, compression: str) -> None:
     tar = make_tar(LEGIT)
-    blob = {"none": lambda b: b, "gzip": gzip.compress,
-            "zstd": lambda b: zstandard.ZstdCompressor().compress(b)}[compression](tar)
+    blob = compress(tar, compression)
     result = box.apply(blob, expected_diff_id=digest(tar))
     assert result == AppliedLayer(diff_id=digest(tar), size=len(tar), compressed_digest=digest(blob))
     assert (box.dest / "etc/hostname").read_bytes() == b"box\n"
@@ -198,6 +208,14 @@ def test_multi_member_gzip_and_multi_frame_zstd(box: Box, tmp_path: Path) -> Non
     assert result.diff_id == digest(tar)
     assert result.compressed_digest == digest(blob)
     assert (other / "big").read_bytes() == LEGIT[3][1]
+
+
+def test_zstd_with_leading_skippable_frame(box: Box) -> None:
+    tar = make_tar(LEGIT)
+    skippable = b"\x5e\x2a\x4d\x18" + (5).to_bytes(4, "little") + b"berth"
+    blob = skippable + zstandard.ZstdCompressor().compress(tar)
+    assert detect_compression(blob) == "zstd"
+    assert box.apply(blob).diff_id == digest(tar)
 
 
 def test_empty_layers(box: Box, tmp_path: Path) -> None:
@@ -482,6 +500,37 @@ def test_oversized_extended_header_refused(box: Box) -> None:
     box.refuse(make_tar([big]), "extended header of")
 
 
+def test_overlong_name_refused(box: Box) -> None:
+    box.refuse(make_tar([reg("a/" * 2048 + "x", b"")]), "name is longer than 4095 bytes")
+
+
+def _raw_pax_tar(records: bytes) -> bytes:
+    pax = _info("././@PaxHeader", tarfile.XHDTYPE, size=len(records), mode=0o644)
+    member = _info("x", tarfile.REGTYPE)
+    return (pax.tobuf(format=tarfile.USTAR_FORMAT) + records + bytes(-len(records) % 512)
+            + member.tobuf(format=tarfile.USTAR_FORMAT) + bytes(1024))
+
+
+def test_pax_headers_that_would_take_quadratic_time_refused(box: Box) -> None:
+    # CVE-2024-6232: tarfile's regular expressions backtrack over digit runs and overlong keywords
+    start = time.monotonic()
+    box.refuse(_raw_pax_tar(b"30 comment=" + b"1" * 200_000 + b"\n"), "run of more than 64 digits")
+    box.refuse(_raw_pax_tar(b"6 aaaa" * 40_000 + b"\n9 a=b\n"), "malformed PAX record")
+    box.refuse(_raw_pax_tar(b"99 path=x\n"), "malformed PAX record")
+    assert time.monotonic() - start < 2
+    name = "d/" + "1" * 60 + "/" + "/".join(["a" * 250] * 14)
+    box.apply(_raw_pax_tar(_pax_record("path", name) + _pax_record("mtime", "1700000000.123456789")))
+    assert (box.dest / name).is_file()
+
+
+def _pax_record(key: str, value: str) -> bytes:
+    body = f" {key}={value}\n".encode()
+    length = len(body) + 1
+    while len(str(length)) + len(body) != length:
+        length += 1
+    return str(length).encode() + body
+
+
 def test_entry_limit(box: Box) -> None:
     entries = [reg(f"f{i}", b"") for i in range(20)]
     box.refuse(make_tar(entries), "more than 10 entries", limits=LayerLimits(max_entries=10))
@@ -565,7 +614,8 @@ def test_last_entry_wins(box: Box) -> None:
         dir_("d/", mode=0o700), reg("d/child", b"kept"), dir_("d/", mode=0o750),
         dir_("gone/"), reg("gone/child", b"x"), reg("gone", b"now a file"),
         reg("was-file", b"x"), dir_("was-file/"), reg("was-file/in", b"y"),
-        dir_("s/"), sym("s", "d"), reg("s/via-link", b"z"),
+        dir_("s/"), reg("s/before", b"cached"), sym("s", "d"), reg("s/via-link", b"z"),
+        dir_("p/q/"), reg("p/q/r", b"1"), reg("p", b"file now"), dir_("p/"), reg("p/q/again", b"2"),
     ]))
     assert (box.dest / "f").read_bytes() == b"second"
     assert (box.dest / "d/child").read_bytes() == b"kept"
@@ -574,6 +624,8 @@ def test_last_entry_wins(box: Box) -> None:
     assert (box.dest / "was-file/in").read_bytes() == b"y"
     assert os.readlink(box.dest / "s") == "d"
     assert (box.dest / "d/via-link").read_bytes() == b"z"
+    assert not (box.dest / "d/before").exists()
+    assert sorted(os.listdir(box.dest / "p")) == ["q"] and os.listdir(box.dest / "p/q") == ["again"]
 
 
 def test_implicit_parents(box: Box) -> None:
@@ -657,7 +709,7 @@ def test_zstd_bomb_stops_at_ratio_limit(box: Box, zstd_bomb: bytes) -> None:
 @pytest.mark.parametrize("cut", [0.5, 0.99, -4, -1])
 def test_truncated_compressed_layers(box: Box, compression: str, cut: float) -> None:
     tar = make_tar([reg("a", os.urandom(200_000)), reg("b", os.urandom(300_000))])
-    blob = gzip.compress(tar) if compression == "gzip" else zstandard.ZstdCompressor().compress(tar)
+    blob = compress(tar, compression)
     blob = blob[:int(len(blob) * cut)] if isinstance(cut, float) else blob[:int(cut)]
     box.refuse(blob, "layer is truncated or corrupt")
 

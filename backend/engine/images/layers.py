@@ -18,13 +18,22 @@ Guarantees of ``apply_layer``:
   directory keeps its contents (only the metadata is applied again).
 - Ownership (numeric uid/gid), modes (setuid/setgid/sticky included, applied after chown), times (atime
   is the later of the PAX atime and the mtime; directories are stamped last) and the ``security.capability``
-  and ``user.*`` PAX xattrs (``SCHILY.xattr.*``) are applied. Other xattr namespaces are ignored, as are
-  xattrs on symlinks; ``trusted.overlay.*`` and ``user.overlay.*`` are refused. A filesystem without xattr
+  and ``user.*`` PAX xattrs (``SCHILY.xattr.*``) are applied to files and directories. Other xattr
+  namespaces are ignored, as are xattrs on symlinks and device nodes; ``trusted.overlay.*`` and
+  ``user.overlay.*`` are refused. A filesystem without xattr
   support (ENOTSUP) drops them, as dockerd does. When not run as root, ownership is not applied.
 - Regular files, directories, symlinks, hardlinks, character and block devices (major below 2**12 and
-  minor below 2**20, Linux's limits) and FIFOs are created; sparse files and any other entry type are refused. The layer root entry
-  (``./``) is ignored: ``dest``'s own owner and mode are the caller's. aufs metadata (``.wh..wh.*`` other
-  than the opaque marker) is skipped.
+  minor below 2**20, Linux's limits) and FIFOs are created; sparse files and any other entry type are
+  refused. The layer root entry (``./``) is ignored: ``dest``'s own owner and mode are the caller's.
+  aufs metadata (``.wh..wh.*`` other than the opaque marker) is skipped.
+- Whiteouts: ``.wh.NAME`` becomes a character device 0/0 named NAME (owned as the header says);
+  ``.wh..wh..opq`` sets ``trusted.overlay.opaque=y`` on its directory. ``.wh.``, ``.wh..``, ``.wh...`` and
+  a whiteout used as a directory (``a/.wh.b/c``) are refused.
+- tarfile is only the header parser (stream mode). Headers it would mishandle are refused before it
+  parses them: PAX and GNU long-name headers over 1 MiB, sparse maps, and PAX records that Python
+  before 3.11.10 parses in quadratic time (CVE-2024-6232); a corrupt header after the first member,
+  which tarfile would take for the end of the archive, is reported as corruption.
+- gzip is inflated in a helper thread (stopped and joined before ``apply_layer`` returns or raises).
 - Limits (``LayerLimits``): total uncompressed bytes, the uncompressed/compressed ratio (checked as the
   stream is read, once more than 1 MiB came out) and the number of entries.
 - The uncompressed stream is hashed while it is read, through to its end (bytes after the tar's end
@@ -41,14 +50,17 @@ for reasons that are not the layer's (no space, quota, I/O error, descriptor or 
 
 from __future__ import annotations
 
+import contextlib
 import decimal
 import errno
 import hashlib
 import io
 import os
+import queue
 import re
 import stat
 import tarfile
+import threading
 import zlib
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
@@ -64,11 +76,13 @@ _TAR_BUFSIZE = 16 << 10
 """tarfile's own read size. Small on purpose: tarfile copies its leftover buffer on every header read."""
 _ZSTD_FEED = 1 << 10
 """Compressed bytes fed to zstd per call: a zstd block expands at most ~32768x, so output stays <= 32 MiB."""
+_PREFETCH_DEPTH = 4
 _RATIO_GRACE = 1 << 20
 _MAX_MINOR = 1 << 20
 _MAX_MAJOR = 1 << 12
 _MAX_ID = 0xFFFF_FFFE
-_MAX_NAME_BYTES = 1 << 16
+_MAX_NAME_BYTES = 4095
+"""PATH_MAX less the NUL: no process could use a longer name, and dockerd fails on them too."""
 _NS_LIMIT = 1 << 62
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -152,7 +166,8 @@ def apply_layer(source: BinaryIO, dest: str, *, limits: LayerLimits = LayerLimit
     Raises ``InvalidParameter`` if ``dest`` is not an existing empty directory or ``expected_diff_id`` is not
     ``sha256:<64 hex>`` (nothing is touched then); ``LayerError`` for a malformed, hostile or oversized layer
     or a diffID other than ``expected_diff_id`` ("layer diffID mismatch: expected ..., got ...");
-    ``Unavailable`` for read errors of ``source`` and resource failures of the filesystem.
+    ``Unavailable`` for read errors of ``source`` and resource failures of the filesystem. Should removing
+    the partial layer itself fail, the original error is raised with a note saying so.
     """
     if expected_diff_id is not None and not _DIGEST_RE.fullmatch(expected_diff_id):
         raise InvalidParameter(f"invalid expected layer diffID {expected_diff_id!r}: want sha256:<64 hex digits>")
@@ -188,9 +203,9 @@ def apply_layer(source: BinaryIO, dest: str, *, limits: LayerLimits = LayerLimit
 class _Source:
     """The compressed source: counts and hashes what is read; can hand back the first bytes once."""
 
-    def __init__(self, raw: BinaryIO, *, hashed: bool) -> None:
+    def __init__(self, raw: BinaryIO) -> None:
         self._raw = raw
-        self._hash = hashlib.sha256() if hashed else None
+        self._hash: hashlib._Hash | None = None  # off until enable_hash: an uncompressed layer is hashed once
         self._pushback = b""
         self.count = 0
 
@@ -330,6 +345,62 @@ class _Zstd:
             self.consumed += used
             if out:
                 return out
+
+
+class _Prefetch:
+    """Runs a decoder in a thread a few chunks ahead, so decompression and the source's hashing overlap
+    with tar parsing, hashing and writing (zlib, zstd, hashlib and os.write release the GIL).
+
+    ``next_chunk`` re-raises, in the caller's thread, whatever the decoder raised. ``close`` stops the
+    thread and waits for it (it never reads the source again after ``close`` returns). Memory is bounded
+    by ``_PREFETCH_DEPTH`` chunks.
+    """
+
+    def __init__(self, decoder: _Decoder) -> None:
+        self._decoder = decoder
+        self._queue: queue.Queue[tuple[bytes, int, BaseException | None]] = queue.Queue(_PREFETCH_DEPTH)
+        self._stop = threading.Event()
+        self._done = False
+        self.consumed = 0
+        self._thread = threading.Thread(target=self._run, name="berth-layer-decompress", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                chunk = self._decoder.next_chunk()
+                self._put((chunk, self._decoder.consumed, None))
+                if not chunk:
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put((b"", 0, exc))
+
+    def _put(self, item: tuple[bytes, int, BaseException | None]) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def next_chunk(self) -> bytes:
+        if self._done:
+            return b""
+        chunk, consumed, exc = self._queue.get()
+        if exc is not None:
+            self._done = True
+            raise exc
+        self.consumed = consumed
+        if not chunk:
+            self._done = True
+        return chunk
+
+    def close(self) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self._queue.get_nowait()
+            self._thread.join(0.05)
 
 
 class _LayerStream:
@@ -486,12 +557,72 @@ _SPECIAL_HEADER_TYPES = frozenset({tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOL
                                    tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK})
 
 
+_PAX_TYPES = frozenset({tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE})
+_MAX_PAX_DIGITS = 64
+_LONG_DIGIT_RUN = re.compile(rb"[0-9]{%d}" % (_MAX_PAX_DIGITS + 1))
+
+
+def _check_pax_records(data: bytes) -> None:
+    """Refuse a PAX header that tarfile's regular expressions would parse in quadratic time.
+
+    Python before 3.11.10 (CVE-2024-6232) backtracks over digit runs and over a keyword that runs past
+    its record. Accepted: well-formed records (``"<length> <keyword>=<value>\n"``, the ``=`` inside the
+    record), NUL padding after them, and no run of more than 64 ASCII digits. Linear time.
+    """
+    if _LONG_DIGIT_RUN.search(data):
+        raise _corrupt(f"a PAX header has a run of more than {_MAX_PAX_DIGITS} digits")
+    pos, size = 0, len(data)
+    while pos < size and data[pos] != 0:
+        space = data.find(b" ", pos, pos + 21)
+        end = pos + int(data[pos:space]) if space > pos and data[pos:space].isdigit() else -1
+        if end <= space + 1 or end > size or data[end - 1] != 0x0A or data.find(b"=", space + 1, end) < 0:
+            raise _corrupt(f"malformed PAX record at byte {pos} of its header")
+        pos = end
+
+
+class _Replay:
+    """A tar stream with bytes already read put back in front (``tarfile``'s ``_Fileobj`` protocol)."""
+
+    def __init__(self, data: bytes, inner: tarfile._Fileobj) -> None:
+        self._data = data
+        self._pos = 0
+        self._inner = inner
+
+    @property
+    def exhausted(self) -> bool:
+        return self._pos >= len(self._data)
+
+    def read(self, size: int, /) -> bytes:
+        if self._pos >= len(self._data):
+            return self._inner.read(size)
+        out = self._data[self._pos:self._pos + size]
+        self._pos += len(out)
+        if len(out) < size:
+            out += self._inner.read(size - len(out))
+        return out
+
+    def tell(self) -> int:
+        return self._inner.tell() - (len(self._data) - self._pos)
+
+    def seek(self, pos: int, /) -> object:
+        if self._pos < len(self._data):
+            raise io.UnsupportedOperation("seek while replaying")
+        return self._inner.seek(pos)
+
+    def write(self, b: bytes, /) -> object:
+        raise io.UnsupportedOperation("write")
+
+    def close(self) -> object:
+        return None
+
+
 def _header_class(last_error: list[tarfile.HeaderError]) -> type[tarfile.TarInfo]:
     """A TarInfo class for one layer: bounds what the header parser may read, records why it stopped.
 
-    tarfile, past the first member, ends the archive silently on a bad or truncated header; the class
-    records the HeaderError so the caller can tell a proper end marker from corruption. Extended headers
-    over 1 MiB and sparse files are refused before tarfile reads them (their maps are unbounded).
+    - tarfile, past the first member, ends the archive silently on a bad or truncated header; the class
+      records the HeaderError so the caller can tell a proper end marker from corruption.
+    - Extended headers over 1 MiB and sparse files are refused before tarfile reads them (sparse maps
+      are unbounded); PAX headers are checked (``_check_pax_records``) before tarfile parses them.
     """
 
     class _Header(tarfile.TarInfo):
@@ -506,17 +637,42 @@ def _header_class(last_error: list[tarfile.HeaderError]) -> type[tarfile.TarInfo
 
         @classmethod
         def fromtarfile(cls, tarfile_: tarfile.TarFile) -> _Header:
+            fileobj = tarfile_.fileobj
             try:
-                return super().fromtarfile(tarfile_)
+                block = fileobj.read(tarfile.BLOCKSIZE)
+                if block[156:157] in _PAX_TYPES:  # peek at the records before tarfile's parser sees them
+                    size = cls.frombuf(block, tarfile_.encoding, tarfile_.errors).size
+                    data = fileobj.read(-(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE)
+                    _check_pax_records(data[:size])
+                    block += data
+                replay = _Replay(block, fileobj)
+                tarfile_.fileobj = replay
+                try:
+                    obj = super().fromtarfile(tarfile_)
+                finally:
+                    tarfile_.fileobj = fileobj
+                if not replay.exhausted:
+                    raise _corrupt("an extended header shorter than its records")
+                return obj
             except tarfile.HeaderError as exc:
                 last_error[:] = [exc]
                 raise
 
-        def _proc_gnusparse_10(self, next_: tarfile.TarInfo, pax_headers: dict[str, str],
-                               tarfile_: tarfile.TarFile) -> None:
-            # tarfile would read an attacker-sized sparse map from the data area; refuse first.
+        def _refuse_sparse(self, next_: tarfile.TarInfo, pax_headers: dict[str, str]) -> None:
+            # tarfile would parse an attacker-sized sparse map (regular expressions, or reads from the
+            # data area); refuse before.
             name = pax_headers.get("GNU.sparse.name", next_.name)
             raise LayerError(f'layer entry "{_display(name)}": sparse files are not supported')
+
+        def _proc_gnusparse_00(self, next_: tarfile.TarInfo, pax_headers: dict[str, str], buf: bytes) -> None:
+            self._refuse_sparse(next_, pax_headers)
+
+        def _proc_gnusparse_01(self, next_: tarfile.TarInfo, pax_headers: dict[str, str]) -> None:
+            self._refuse_sparse(next_, pax_headers)
+
+        def _proc_gnusparse_10(self, next_: tarfile.TarInfo, pax_headers: dict[str, str],
+                               tarfile_: tarfile.TarFile) -> None:
+            self._refuse_sparse(next_, pax_headers)
 
     return _Header
 
@@ -541,18 +697,21 @@ class _Applier:
         self._root_id = (root.st_dev, root.st_ino)
         self._root_opaque = False
         self._entries = 0
+        self._prefetch: _Prefetch | None = None
 
     # lifecycle
 
     def run(self, raw: BinaryIO) -> AppliedLayer:
         """Read and apply the whole layer. Directory times are left to ``finish``."""
-        src = _Source(raw, hashed=False)
+        src = _Source(raw)
         head = src.head(8)
         compression = detect_compression(head)
         decoder: _Decoder
         if compression == "gzip":
             src.enable_hash()
-            decoder = _Gzip(src)
+            # inflate is the slowest stage: run it (and the compressed digest) beside the writer. Not for
+            # zstd: its small bounded feeds would hand the GIL back and forth thousands of times a second.
+            decoder = self._prefetch = _Prefetch(_Gzip(src))
         elif compression == "zstd":
             src.enable_hash()
             decoder = _Zstd(src)
@@ -564,6 +723,8 @@ class _Applier:
         stream = _LayerStream(decoder, self._limits)
         self._apply_tar(stream)
         stream.drain()
+        if self._prefetch is not None:
+            self._prefetch.close()  # finished already; after this the source digest is final
         diff_id = "sha256:" + stream.hash.hexdigest()
         compressed = src.hexdigest()
         # an uncompressed layer is its own compressed form: same bytes, same digest (hashed once)
@@ -587,6 +748,9 @@ class _Applier:
                 os.close(parent)
 
     def close(self) -> None:
+        """Stop the decompression thread and close cached descriptors; idempotent."""
+        if self._prefetch is not None:
+            self._prefetch.close()
         self._tree.close()
 
     def clean(self) -> None:

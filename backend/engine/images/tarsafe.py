@@ -147,19 +147,19 @@ class LayerTree:
     def __init__(self, root_fd: int, *, implicit_dir_mode: int = 0o755) -> None:
         self.root_fd = root_fd
         self.implicit_dir_mode = implicit_dir_mode
-        self._cache: OrderedDict[tuple[bytes, ...], int] = OrderedDict()
+        self._cache: OrderedDict[tuple[bytes, ...], tuple[int, int]] = OrderedDict()  # path -> (fd, depth)
         self._retired: list[int] = []
 
     def close(self) -> None:
         """Close every cached descriptor (not the root)."""
         self._drop_retired()
-        for fd in self._cache.values():
+        for fd, _ in self._cache.values():
             os.close(fd)
         self._cache.clear()
 
     def invalidate(self) -> None:
         """Forget cached resolutions. Descriptors already handed out stay open until the next call."""
-        self._retired.extend(self._cache.values())
+        self._retired.extend(fd for fd, _ in self._cache.values())
         self._cache.clear()
 
     def _drop_retired(self) -> None:
@@ -175,16 +175,23 @@ class LayerTree:
         """
         self._drop_retired()
         key = tuple(parts)
-        fd = self._cache.get(key)
-        if fd is not None:
+        hit = self._cache.get(key)
+        if hit is not None:
             self._cache.move_to_end(key)
-            return fd
-        fd = self._resolve(key, create=True, strict=False)
-        self._cache[key] = fd
+            return hit[0]
+        # Tars list a directory, then its contents: resolve from a cached parent or grandparent if any.
+        start: tuple[int, int] | None = None
+        rest = key
+        for back in (1, 2):
+            if len(key) > back and (start := self._cache.get(key[:-back])) is not None:
+                rest = key[-back:]
+                break
+        resolved = self._resolve(rest, create=True, strict=False, start=start)
+        self._cache[key] = resolved
         if len(self._cache) > _CACHE_SIZE:
-            _, old = self._cache.popitem(last=False)
+            _, (old, _) = self._cache.popitem(last=False)
             self._retired.append(old)
-        return fd
+        return resolved[0]
 
     def lookup(self, parts: Sequence[bytes], *, strict: bool) -> int:
         """The existing directory at ``parts``; never creates. The caller closes the descriptor.
@@ -193,12 +200,18 @@ class LayerTree:
         root, instead of resolving it chroot-style. Raises ``PathMissing``, ``NotADirectoryInTree``,
         ``TooManySymlinks``, ``PathEscapes`` or OSError.
         """
-        return self._resolve(tuple(parts), create=False, strict=strict)
+        return self._resolve(tuple(parts), create=False, strict=strict)[0]
 
-    def _resolve(self, parts: tuple[bytes, ...], *, create: bool, strict: bool) -> int:
+    def _resolve(self, parts: tuple[bytes, ...], *, create: bool, strict: bool,
+                 start: tuple[int, int] | None = None) -> tuple[int, int]:
+        """(new descriptor, depth below the root) of ``parts`` resolved from ``start`` (fd, depth) or the root."""
         pending = list(reversed(parts))
-        cur = os.open(b".", _O_DIR_PATH, dir_fd=self.root_fd)
-        depth = 0
+        if start is None:
+            cur = os.open(b".", _O_DIR_PATH, dir_fd=self.root_fd)
+            depth = 0
+        else:
+            cur = os.open(b".", _O_DIR_PATH, dir_fd=start[0])
+            depth = start[1]
         links = 0
         try:
             while pending:
@@ -246,7 +259,7 @@ class LayerTree:
         except BaseException:
             os.close(cur)
             raise
-        return cur
+        return cur, depth
 
     def _mkdir(self, dir_fd: int, name: bytes) -> None:
         os.mkdir(name, 0o700, dir_fd=dir_fd)
