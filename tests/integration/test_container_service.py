@@ -1,0 +1,92 @@
+"""Container create/list/inspect/rename/remove over a real image, overlay and bundle."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backend.engine.containers.service import ContainerService
+from backend.engine.containers.state import ContainerStatus
+from backend.engine.errors import Conflict, InvalidParameter, NotFound
+from backend.engine.events import EventBus
+from backend.engine.images.service import ImageService
+from backend.engine.registry.client import RegistryClient
+from tests.fixtures.images import LayoutImage, push_with_skopeo
+from tests.fixtures.registry import LocalRegistry
+
+pytestmark = [pytest.mark.root, pytest.mark.network]
+
+
+def _mounts_under(path: Path) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(str(path))]
+
+
+def test_create_inspect_rename_remove(busybox_image: LayoutImage, registry: LocalRegistry, tmp_path: Path) -> None:
+    push_with_skopeo(busybox_image, "ctr/bb:latest", registry)
+    images = ImageService(str(tmp_path / "image"), RegistryClient())
+    events = EventBus()
+    service = ContainerService(str(tmp_path / "containers"), images, events)
+    image_ref = f"{registry.domain}/ctr/bb"
+
+    async def scenario() -> dict[str, Any]:
+        await images.pull(image_ref)
+        cid, warnings = await service.create({"Image": image_ref, "Cmd": ["echo", "hi"], "Env": ["A=1"]}, "web")
+        assert warnings == []
+        with pytest.raises(Conflict, match='The container name "/web" is already in use'):
+            await service.create({"Image": image_ref, "Cmd": ["true"]}, "web")
+        for bad, error in (({"Image": image_ref, "HostConfig": {"Memory": 1}}, InvalidParameter),
+                           ({"Image": "nosuch:image", "Cmd": ["true"]}, NotFound),
+                           ({"Image": image_ref, "Cmd": ["true"], "User": "nobody"}, InvalidParameter)):
+            with pytest.raises(error):
+                await service.create(bad)
+        doc = service.inspect("web")
+        await service.rename("web", "web2")
+        assert service.inspect(cid[:12])["Name"] == "/web2"
+        assert service.in_use()(doc["Image"])
+        bundle = json.loads((tmp_path / "containers" / cid / "bundle" / "config.json").read_text())
+        assert bundle["process"]["args"] == ["echo", "hi"] and "A=1" in bundle["process"]["env"]
+        await service.remove("web2")
+        with pytest.raises(NotFound):
+            service.inspect(cid)
+        return doc
+
+    doc = asyncio.run(scenario())
+    assert doc["Path"] == "echo" and doc["Args"] == ["hi"] and doc["State"]["Status"] == "created"
+    assert doc["Config"]["Image"] == f"{registry.domain}/ctr/bb"
+    assert os.listdir(tmp_path / "containers") == [] and _mounts_under(tmp_path) == []
+    assert [s.repo_tags for s in images.list_images()] == [[f"{registry.domain}/ctr/bb:latest"]]
+
+
+def test_store_reloads_and_refuses_removing_a_running_container(busybox_image: LayoutImage,
+                                                                 registry: LocalRegistry, tmp_path: Path) -> None:
+    push_with_skopeo(busybox_image, "ctr/bb2:latest", registry)
+    images = ImageService(str(tmp_path / "image"), RegistryClient())
+
+    async def create() -> str:
+        await images.pull(f"{registry.domain}/ctr/bb2")
+        service = ContainerService(str(tmp_path / "containers"), images, EventBus())
+        cid, _ = await service.create({"Image": f"{registry.domain}/ctr/bb2", "Cmd": ["sleep", "1"]})
+        record = service.store.get(cid)
+        record.state.started(12345)
+        service.store.save(record)
+        return cid
+
+    cid = asyncio.run(create())
+    reloaded = ContainerService(str(tmp_path / "containers"), images, EventBus())
+    assert reloaded.store.get(cid).state.status is ContainerStatus.RUNNING
+
+    async def remove() -> None:
+        with pytest.raises(Conflict, match="You cannot remove a running container"):
+            await reloaded.remove(cid)
+        record = reloaded.store.get(cid)
+        record.state.exited(0)
+        await reloaded.remove(cid)
+
+    asyncio.run(remove())
+    assert _mounts_under(tmp_path) == []
