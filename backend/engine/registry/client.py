@@ -408,12 +408,7 @@ class RegistryClient:
             url = realm_url.copy_merge_params(params)
             auth = basic_header(creds) if creds is not None and creds.has_basic else None
             resp = await self._plain_request("GET", url, auth=auth, what=what)
-        try:
-            if resp.status_code != 200:
-                raise await self._error_from(resp, what)
-            body = await self._read_limited(resp, _MAX_ERROR_BODY, what)
-        finally:
-            await resp.aclose()
+        body = await self._read_ok(resp, _MAX_ERROR_BODY, what)
         try:
             doc = json.loads(body)
             token = doc.get("token") or doc.get("access_token")
@@ -607,6 +602,15 @@ class RegistryClient:
             return False
         self._schemes[host] = "http"
         return True
+
+    async def _read_ok(self, resp: httpx.Response, limit: int, what: str) -> bytes:
+        """The body of a 200 answer (at most ``limit`` bytes), else the registry's error; closes ``resp``."""
+        try:
+            if resp.status_code != 200:
+                raise await self._error_from(resp, what)
+            return await self._read_limited(resp, limit, what)
+        finally:
+            await resp.aclose()
 
     async def _read_limited(self, resp: httpx.Response, limit: int, what: str) -> bytes:
         length = resp.headers.get("content-length")
@@ -1129,12 +1133,7 @@ class RegistryClient:
             raise RegistryInvalid("search needs a term")
         what = f"search {term!r}"
         resp = await self._plain_request("GET", url.copy_merge_params({"q": term, "n": str(limit)}), what=what)
-        try:
-            if resp.status_code != 200:
-                raise await self._error_from(resp, what)
-            body = await self._read_limited(resp, MAX_MANIFEST_SIZE, what)
-        finally:
-            await resp.aclose()
+        body = await self._read_ok(resp, MAX_MANIFEST_SIZE, what)
         try:
             doc = json.loads(body)
             results = doc["results"]
