@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,14 @@ from tests.fixtures.registry import LocalRegistry
 pytestmark = [pytest.mark.root, pytest.mark.network]
 
 
+RUNTIME = str(Path(sys.executable).parent / "berth-runtime")
+
+
+def make_service(tmp: Path, images: ImageService, events: EventBus) -> ContainerService:
+    return ContainerService(str(tmp / "containers"), images, events, runtime=RUNTIME,
+                            runtime_root=str(tmp / "runtime"))
+
+
 def _mounts_under(path: Path) -> list[str]:
     with open("/proc/self/mountinfo") as f:
         return [line.split()[4] for line in f if line.split()[4].startswith(str(path))]
@@ -31,7 +40,7 @@ def test_create_inspect_rename_remove(busybox_image: LayoutImage, registry: Loca
     push_with_skopeo(busybox_image, "ctr/bb:latest", registry)
     images = ImageService(str(tmp_path / "image"), RegistryClient())
     events = EventBus()
-    service = ContainerService(str(tmp_path / "containers"), images, events)
+    service = make_service(tmp_path, images, events)
     image_ref = f"{registry.domain}/ctr/bb"
 
     async def scenario() -> dict[str, Any]:
@@ -70,7 +79,7 @@ def test_store_reloads_and_refuses_removing_a_running_container(busybox_image: L
 
     async def create() -> str:
         await images.pull(f"{registry.domain}/ctr/bb2")
-        service = ContainerService(str(tmp_path / "containers"), images, EventBus())
+        service = make_service(tmp_path, images, EventBus())
         cid, _ = await service.create({"Image": f"{registry.domain}/ctr/bb2", "Cmd": ["sleep", "1"]})
         record = service.store.get(cid)
         record.state.started(12345)
@@ -78,7 +87,7 @@ def test_store_reloads_and_refuses_removing_a_running_container(busybox_image: L
         return cid
 
     cid = asyncio.run(create())
-    reloaded = ContainerService(str(tmp_path / "containers"), images, EventBus())
+    reloaded = make_service(tmp_path, images, EventBus())
     assert reloaded.store.get(cid).state.status is ContainerStatus.RUNNING
 
     async def remove() -> None:
@@ -90,3 +99,41 @@ def test_store_reloads_and_refuses_removing_a_running_container(busybox_image: L
 
     asyncio.run(remove())
     assert _mounts_under(tmp_path) == []
+
+
+def test_start_logs_wait_stop_and_force_remove(busybox_image: LayoutImage, registry: LocalRegistry,
+                                               tmp_path: Path) -> None:
+    push_with_skopeo(busybox_image, "ctr/run:latest", registry)
+    images = ImageService(str(tmp_path / "image"), RegistryClient())
+    events = EventBus()
+    service = make_service(tmp_path, images, events)
+    image_ref = f"{registry.domain}/ctr/run"
+
+    async def scenario() -> None:
+        await images.pull(image_ref)
+        cid, _ = await service.create({"Image": image_ref, "Cmd": ["sh", "-c", "echo out; echo err >&2; exit 3"]})
+        await service.start(cid)
+        assert await service.wait(cid) == 3
+        doc = service.inspect(cid)
+        assert doc["State"]["Status"] == "exited" and doc["State"]["ExitCode"] == 3
+        entries = [(stream, bytes(data)) async for stream, data in service.logs(cid)]
+        assert sorted(entries) == [("stderr", b"err\n"), ("stdout", b"out\n")]
+        await service.start(cid)  # a second start runs it again
+        assert await service.wait(cid) == 3
+        assert len([e async for e in service.logs(cid)]) == 4
+
+        sleeper, _ = await service.create({"Image": image_ref, "Cmd": ["sleep", "100"]}, "sleeper")
+        await service.start("sleeper")
+        assert service.inspect("sleeper")["State"]["Running"]
+        with pytest.raises(InvalidParameter, match="Invalid signal: NOPE"):
+            await service.kill("sleeper", "NOPE")
+        await service.stop("sleeper", timeout=1)  # pid 1 ignores SIGTERM: killed after the grace
+        assert service.inspect("sleeper")["State"]["ExitCode"] == 137
+        await service.start("sleeper")
+        with pytest.raises(Conflict, match="Stop the container before attempting removal or force remove"):
+            await service.remove("sleeper")
+        await service.remove("sleeper", force=True)
+        await service.remove(cid)
+
+    asyncio.run(scenario())
+    assert os.listdir(tmp_path / "containers") == [] and _mounts_under(tmp_path) == []

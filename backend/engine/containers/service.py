@@ -4,19 +4,23 @@
 layers) and its OCI bundle (``<root>/<id>/bundle/config.json``, made by ``oci_spec``), and records it
 as ``created``. A failed create leaves nothing: no record, no mount, no directory.
 
-Running containers (start, stop, wait, logs, attach, exec) go through a per-container monitor process
-(``backend.engine.runtime.monitor``); that part is being built next and is not wired here yet.
+A container runs under its own monitor process (``backend.engine.runtime.monitor``), spawned at
+``start``: the monitor creates and starts it through the OCI runtime, keeps its stdio and json-file log,
+and records its exit, so containers outlive berthd. ``stop`` sends the stop signal, waits, then SIGKILL;
+``wait`` and ``logs`` read from the monitor or, once it is gone, from the files it left.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
-from collections.abc import Callable
+import signal
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from backend.engine.containers.create_request import CreateRequest, parse_create_request
+from backend.engine.containers.create_request import CreateRequest, parse_create_request, validate_signal
 from backend.engine.containers.oci_spec import build_oci_spec
 from backend.engine.containers.state import ContainerStatus, now
 from backend.engine.containers.store import ContainerRecord, ContainerStore, new_id
@@ -25,6 +29,9 @@ from backend.engine.events import EventBus
 from backend.engine.images.layer_store import chain_ids
 from backend.engine.images.overlay import mount_rootfs, unmount_rootfs
 from backend.engine.images.service import ImageService
+from backend.engine.runtime.logfile import LogEntry, read_logs
+from backend.engine.runtime.monitor import LOG_NAME
+from backend.engine.runtime.monitor_client import MonitorHandle, MonitorState
 
 CGROUP_PARENT = "/berth"
 
@@ -32,10 +39,13 @@ CGROUP_PARENT = "/berth"
 class ContainerService:
     """Containers under ``root`` (``<data-root>/containers``)."""
 
-    def __init__(self, root: str, images: ImageService, events: EventBus) -> None:
+    def __init__(self, root: str, images: ImageService, events: EventBus, *, runtime: str,
+                 runtime_root: str) -> None:
         self.store = ContainerStore(root)
         self.images = images
         self.events = events
+        self.runtime = runtime
+        self.runtime_root = runtime_root
         self._lock = asyncio.Lock()
 
     def recover(self) -> None:
@@ -47,7 +57,8 @@ class ContainerService:
 
     def _paths(self, container_id: str) -> dict[str, str]:
         base = self.store.dir(container_id)
-        return {"base": base, "fs": os.path.join(base, "fs"), "bundle": os.path.join(base, "bundle")}
+        return {"base": base, "fs": os.path.join(base, "fs"), "bundle": os.path.join(base, "bundle"),
+                "monitor": os.path.join(base, "monitor")}
 
     async def create(self, body: object, name: str | None = None) -> tuple[str, list[str]]:
         """``POST /containers/create``. Returns (ID, warnings).
@@ -118,8 +129,12 @@ class ContainerService:
         self.events.emit("container", "rename", record.id, {"name": record.name, "oldName": "/" + old})
 
     async def remove(self, ref: str, *, force: bool = False) -> None:
-        """``docker rm``: a container that is not running. Raises Conflict for a running one (the
-        ``force`` path arrives with the monitor)."""
+        """``docker rm``: remove a stopped container, or with ``force`` kill a running one first.
+        Raises Conflict for a running container without ``force``."""
+        if force:
+            record = self.store.get(ref)
+            if record.state.status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED):
+                await self._stop(record, signal.SIGKILL, 10)
         async with self._lock:
             record = self.store.get(ref)
             if record.state.status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED,
@@ -131,3 +146,118 @@ class ContainerService:
             await asyncio.to_thread(unmount_rootfs, self._paths(record.id)["fs"])
             self.store.remove(record.id)
         self.events.emit("container", "destroy", record.id, {"name": record.name, "image": record.image})
+
+    # -- running -----------------------------------------------------------------------------------
+
+    def _monitor(self, record: ContainerRecord) -> MonitorHandle | None:
+        with contextlib.suppress(Exception):
+            return MonitorHandle.connect(self._paths(record.id)["monitor"])
+        return None
+
+    async def start(self, ref: str) -> None:
+        """``docker start``: spawn the container's monitor, which creates and starts it.
+
+        Raises Conflict if it is running, Unavailable with the runtime's message if it cannot start.
+        """
+        async with self._lock:
+            record = self.store.get(ref)
+            if record.state.status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED):
+                return
+            request = parse_create_request(record.request or {"Image": record.image}, None)
+            paths = self._paths(record.id)
+            previous = self._monitor(record)
+            if previous is not None:  # the last run's monitor exits right after recording the exit
+                for _ in range(100):
+                    if not previous.alive():
+                        break
+                    await asyncio.sleep(0.02)
+            monitor = await asyncio.to_thread(
+                MonitorHandle.spawn, paths["monitor"], record.id, paths["bundle"], self.runtime,
+                runtime_root=self.runtime_root, tty=request.tty, stdin=request.open_stdin,
+                stdin_once=request.stdin_once)
+            status = await monitor.start()
+            record.state.started(status.pid)
+            self.store.save(record)
+        self.events.emit("container", "start", record.id, {"name": record.name, "image": record.image})
+
+    async def _record_exit(self, record: ContainerRecord, monitor: MonitorHandle) -> None:
+        status = await monitor.wait()
+        async with self._lock:
+            if record.state.status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED):
+                record.state.exited(status.exit_code or 0, status.oom_killed, status.finished_at)
+                self.store.save(record)
+                if status.oom_killed:
+                    self.events.emit("container", "oom", record.id, {"name": record.name})
+                self.events.emit("container", "die", record.id,
+                                 {"name": record.name, "exitCode": str(record.state.exit_code)})
+
+    async def wait(self, ref: str) -> int:
+        """``docker wait`` (condition not-running): the exit code once the container has stopped."""
+        record = self.store.get(ref)
+        if record.state.status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED):
+            monitor = self._monitor(record)
+            if monitor is not None:
+                await self._record_exit(record, monitor)
+        return record.state.exit_code
+
+    async def kill(self, ref: str, sig: str = "KILL") -> None:
+        """``docker kill``. Raises InvalidParameter for a bad signal, Conflict if it is not running."""
+        number = validate_signal(sig)
+        record = self.store.get(ref)
+        if record.state.status is not ContainerStatus.RUNNING or not record.state.pid:
+            raise Conflict(f"Container {record.id} is not running")
+        try:
+            os.kill(record.state.pid, number)
+        except ProcessLookupError as exc:
+            raise Conflict(f"Container {record.id} is not running") from exc
+        self.events.emit("container", "kill", record.id, {"name": record.name, "signal": str(number)})
+
+    async def stop(self, ref: str, timeout: int | None = None) -> None:
+        """``docker stop``: the stop signal, then SIGKILL after ``timeout`` seconds (default 10). The stop
+        finishes even if the caller goes away. Stopping a stopped container is not an error."""
+        record = self.store.get(ref)
+        if record.state.status not in (ContainerStatus.RUNNING, ContainerStatus.PAUSED):
+            return
+        request = parse_create_request(record.request or {"Image": record.image}, None)
+        grace = timeout if timeout is not None else (request.stop_timeout if request.stop_timeout is not None
+                                                     else 10)
+        await asyncio.shield(self._stop(record, validate_signal(request.stop_signal or "SIGTERM"), grace))
+
+    async def _stop(self, record: ContainerRecord, sig: int, grace: int) -> None:
+        monitor = self._monitor(record)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(record.state.pid, sig)
+        if monitor is None:
+            return
+        try:
+            await asyncio.wait_for(self._record_exit(record, monitor), max(grace, 0))
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(record.state.pid, signal.SIGKILL)
+            await self._record_exit(record, monitor)
+        self.events.emit("container", "stop", record.id, {"name": record.name})
+
+    async def logs(self, ref: str, *, follow: bool = False, since: float | None = None,
+                   until: float | None = None, tail: int | None = None,
+                   timestamps: bool = False) -> AsyncIterator[LogEntry]:
+        """``docker logs``: (stream, bytes) messages from the json-file log, following while it runs."""
+        record = self.store.get(ref)
+        monitor = self._monitor(record)
+        exited = asyncio.Event()
+        watcher = None
+        if follow and monitor is not None and (await monitor.status()).state is not MonitorState.EXITED:
+            async def watch() -> None:
+                await monitor.wait()
+                exited.set()
+            watcher = asyncio.ensure_future(watch())
+        else:
+            exited.set()
+        path = os.path.join(self._paths(record.id)["monitor"], LOG_NAME)
+        try:
+            if os.path.exists(path):
+                async for entry in read_logs(path, follow=follow, since=since, until=until, tail=tail,
+                                             timestamps=timestamps, exited=exited):
+                    yield entry
+        finally:
+            if watcher is not None:
+                watcher.cancel()
