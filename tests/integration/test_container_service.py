@@ -122,7 +122,7 @@ def test_start_logs_wait_stop_and_force_remove(busybox_image: LayoutImage, regis
         assert await service.wait(cid) == 3
         assert len([e async for e in service.logs(cid)]) == 4
 
-        sleeper, _ = await service.create({"Image": image_ref, "Cmd": ["sleep", "100"]}, "sleeper")
+        await service.create({"Image": image_ref, "Cmd": ["sleep", "100"]}, "sleeper")
         await service.start("sleeper")
         assert service.inspect("sleeper")["State"]["Running"]
         with pytest.raises(InvalidParameter, match="Invalid signal: NOPE"):
