@@ -519,8 +519,9 @@ class Monitor:
             callback = self.children.pop(pid, None)
             if callback is not None:
                 callback(status)
-            else:
-                self.reaped[pid] = status
+            elif not self.init_pid:
+                self.reaped[pid] = status  # perhaps the init, before its pid file is read
+            # else an orphan reparented to this subreaper: reaped, nothing to record
 
     # -- runtime commands ----------------------------------------------------------------------
 
