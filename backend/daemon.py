@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from backend.engine.containers.service import ContainerService
 from backend.engine.errors import EngineError, InvalidParameter, Unavailable
 from backend.engine.events import EventBus
 from backend.engine.images.service import ImageService
@@ -36,6 +37,7 @@ from backend.engine.registry.client import RegistryClient
 from backend.engine.system import SystemService
 from backend.server.app import create_app, make_runner
 from backend.server.context import ServerContext
+from backend.server.routes_containers import routes as container_routes
 
 DEFAULT_CONFIG = "/etc/berth/daemon.yaml"
 DEFAULT_SOCKET = "unix:///run/berth/berth.sock"
@@ -54,6 +56,7 @@ class DaemonConfig:
     pidfile: str | None = None
     log_level: str = "info"
     insecure_registries: list[str] = field(default_factory=list)
+    default_runtime: str | None = None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--pidfile")
     p.add_argument("-l", "--log-level", choices=["debug", "info", "warn", "error", "fatal"])
     p.add_argument("--insecure-registry", action="append", dest="insecure_registries")
-    p.add_argument("--default-runtime", help="accepted; containers come with the next release")
+    p.add_argument("--default-runtime", help="path of the OCI runtime (default: berth-runtime)")
     p.add_argument("--add-runtime", action="append", help="accepted; containers come with the next release")
     return p
 
@@ -96,7 +99,8 @@ def load_config(argv: Sequence[str] | None = None) -> DaemonConfig:
             setattr(config, name, value)
     elif path != DEFAULT_CONFIG:
         raise InvalidParameter(f"config file {path} does not exist")
-    for name in ("hosts", "data_root", "exec_root", "group", "pidfile", "log_level", "insecure_registries"):
+    for name in ("hosts", "data_root", "exec_root", "group", "pidfile", "log_level", "insecure_registries",
+                 "default_runtime"):
         value = getattr(args, name)
         if value:
             setattr(config, name, value)
@@ -150,9 +154,13 @@ async def serve(config: DaemonConfig) -> None:
     def registry_for(credentials: CredentialSource) -> RegistryClient:
         return RegistryClient(credentials=credentials, insecure_registries=config.insecure_registries)
 
+    runtime = config.default_runtime or os.path.join(os.path.dirname(sys.executable), "berth-runtime")
+    containers = ContainerService(os.path.join(config.data_root, "containers"), images, events,
+                                  runtime=runtime, runtime_root=os.path.join(config.exec_root, "runtime"))
+    containers.recover()
     context = ServerContext(images=images, system=SystemService(config.data_root, images, events),
-                            events=events, registry_for=registry_for)
-    app: web.Application = create_app(context)
+                            events=events, registry_for=registry_for, image_in_use=containers.in_use())
+    app: web.Application = create_app(context, extra_routes=[container_routes(containers)])
     runner = make_runner(app)
     await runner.setup()
     for host in config.hosts:

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.images import LayoutImage, push_with_skopeo
+from tests.fixtures.registry import LocalRegistry
+
 pytestmark = pytest.mark.root
 BERTHD = str(Path(sys.executable).parent / "berthd")
 
@@ -111,3 +114,40 @@ def test_tcp_hosts_are_refused(tmp_path: Path) -> None:
     result = subprocess.run([BERTHD, "-H", "tcp://0.0.0.0:2375", "--data-root", str(tmp_path / "d")],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 1 and "only unix:// sockets are supported" in result.stderr
+
+
+@pytest.mark.network
+def test_docker_cli_container_lifecycle(berthd: tuple[subprocess.Popen[str], Path], tmp_path: Path,
+                                        busybox_image: LayoutImage, registry: LocalRegistry) -> None:
+    _, sock = berthd
+    push_with_skopeo(busybox_image, "cli/bb:latest", registry)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    (tmp_path / "cfg").mkdir()
+    env.update(DOCKER_HOST=f"unix://{sock}", DOCKER_CONFIG=str(tmp_path / "cfg"))
+
+    def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(["docker", *args], env=env, capture_output=True, text=True, timeout=60)
+        assert not check or result.returncode == 0, f"docker {' '.join(args)}: {result.stderr}"
+        return result
+
+    image = f"{registry.domain}/cli/bb"
+    docker("pull", "-q", image)
+    cid = docker("create", "--name", "job", image, "sh", "-c", "echo hello; echo oops >&2; exit 4").stdout.strip()
+    docker("start", "job")
+    assert docker("wait", "job").stdout.strip() == "4"
+    logs = docker("logs", "job")
+    assert logs.stdout == "hello\n" and logs.stderr == "oops\n"
+    ps = docker("ps", "-a", "--format", "{{.Names}} {{.Status}}").stdout
+    assert "job Exited (4)" in ps
+    assert docker("inspect", "--format", "{{.State.ExitCode}} {{.Path}}", cid).stdout.strip() == "4 sh"
+
+    docker("run", "-d", "--name", "sleeper", image, "sleep", "100")
+    assert docker("ps", "--format", "{{.Names}}").stdout.split() == ["sleeper"]
+    docker("stop", "-t", "1", "sleeper")
+    assert docker("inspect", "--format", "{{.State.ExitCode}}", "sleeper").stdout.strip() == "137"
+    docker("rename", "sleeper", "napper")
+    bad = docker("kill", "-s", "NOPE", "napper", check=False)
+    assert bad.returncode != 0 and "Invalid signal" in bad.stderr
+    docker("rm", "job", "napper")
+    assert docker("ps", "-aq").stdout == ""
+    assert docker("rmi", image).returncode == 0

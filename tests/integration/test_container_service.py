@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,14 @@ from tests.fixtures.images import LayoutImage, push_with_skopeo
 from tests.fixtures.registry import LocalRegistry
 
 pytestmark = [pytest.mark.root, pytest.mark.network]
+
+
+@pytest.fixture(autouse=True)
+def _unmount_leftovers(tmp_path: Path) -> Iterator[None]:
+    """A failing test may leave container filesystems mounted: unmount them so the temp dir can go."""
+    yield
+    for point in sorted(_mounts_under(tmp_path), reverse=True):
+        subprocess.run(["umount", "-l", point], check=False)
 
 
 RUNTIME = str(Path(sys.executable).parent / "berth-runtime")

@@ -15,6 +15,7 @@ import array  # noqa: F401  (socket.send_fds needs it; imported before entering 
 import fcntl
 import os
 import resource
+import signal
 import socket
 import struct
 import termios
@@ -115,6 +116,23 @@ def home_of(uid: int) -> str:
     return "/"
 
 
+def reset_signals() -> None:
+    """Give the process default signal dispositions and an empty signal mask, as runc does.
+
+    Python ignores SIGPIPE and SIGXFSZ for itself; an ignored disposition survives exec, so without
+    this ``yes | head`` would never end inside the container.
+    """
+    for number in range(1, signal.NSIG):
+        if number in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            if signal.getsignal(number) is not signal.SIG_DFL:
+                signal.signal(number, signal.SIG_DFL)
+        except (OSError, ValueError):
+            continue
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
 def _enter_cwd(cwd: str) -> None:
     try:
         os.chdir(cwd)
@@ -153,4 +171,5 @@ def finalize_and_exec(process: Process, executable: str, seccomp: CompiledFilter
     if process.umask is not None:
         os.umask(process.umask)
     sc.close_range_cloexec(3 + preserve_fds)
+    reset_signals()
     os.execve(executable, list(process.args), env)

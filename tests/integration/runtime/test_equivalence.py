@@ -107,6 +107,17 @@ def test_capabilities(runtime, reference, make_bundle, caps, user, expected):
     assert got == {**expected, "CapAmb": ZERO_MASK}
 
 
+def test_signals_start_at_their_defaults(runtime, reference, make_bundle):
+    """No ignored or blocked signals leak from the runtime (Python ignores SIGPIPE/SIGXFSZ itself)."""
+    def scenario(rt: Runtime) -> dict[str, str]:
+        bundle = make_bundle(["sh", "-c", "cat /proc/self/status; yes | head -n 1"])
+        out = run_ok(rt, bundle)
+        return {**status_fields(out, ["SigIgn", "SigBlk"]), "pipe": out.splitlines()[-1]}
+
+    assert equivalent(runtime, reference, scenario, "signal dispositions") == {
+        "SigIgn": ZERO_MASK, "SigBlk": ZERO_MASK, "pipe": "y"}
+
+
 @pytest.mark.parametrize("nnp", [False, True], ids=["nnp-off", "nnp-on"])
 def test_no_new_privileges(runtime, reference, make_bundle, nnp):
     def scenario(rt: Runtime) -> dict[str, str]:

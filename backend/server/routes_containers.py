@@ -1,0 +1,164 @@
+"""Container routes: create, list, inspect, start, stop, kill, wait, remove, rename, logs.
+
+Each route parses its request, calls one ContainerService method and serialises the answer as dockerd
+does. Attach and exec (hijacked streams) are not served yet.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from backend.engine.containers.service import ContainerService
+from backend.engine.containers.store import ContainerRecord
+from backend.engine.errors import InvalidParameter
+from backend.engine.runtime.logfile import parse_time
+from backend.server.params import parse_filters, query_bool, query_int, read_json_body
+from backend.server.streams import frame
+from backend.server.versioning import add_route
+
+SERVICE: web.AppKey[ContainerService] = web.AppKey("containers", ContainerService)
+
+
+def _service(request: web.Request) -> ContainerService:
+    return request.app[SERVICE]
+
+
+def summary_json(record: ContainerRecord) -> dict[str, Any]:
+    """One row of ``GET /containers/json``."""
+    request = record.request
+    return {
+        "Id": record.id, "Names": ["/" + record.name], "Image": record.image, "ImageID": record.image_id,
+        "Command": " ".join(record.args), "Created": int(_unix(record.created)), "Ports": [],
+        "Labels": request.get("Labels") or {}, "State": record.state.status.value,
+        "Status": record.state.describe(), "HostConfig": {"NetworkMode": "default"},
+        "NetworkSettings": {"Networks": {}}, "Mounts": [],
+    }
+
+
+def _unix(text: str) -> float:
+    try:
+        return parse_time(text) / 1e9
+    except ValueError:
+        return 0.0
+
+
+async def create(request: web.Request) -> web.Response:
+    body = await read_json_body(request)
+    cid, warnings = await _service(request).create(body, request.query.get("name") or None)
+    return web.json_response({"Id": cid, "Warnings": warnings}, status=201)
+
+
+async def list_containers(request: web.Request) -> web.Response:
+    filters = parse_filters(request.query.get("filters"))
+    unknown = set(filters) - {"status", "name", "id", "label"}
+    if unknown:
+        raise InvalidParameter(f"invalid filter '{sorted(unknown)[0]}'")
+    rows = []
+    for record in _service(request).list_containers(query_bool(request, "all")):
+        if "status" in filters and record.state.status.value not in filters["status"]:
+            continue
+        if "name" in filters and not any(n in record.name for n in filters["name"]):
+            continue
+        if "id" in filters and not any(record.id.startswith(i) for i in filters["id"]):
+            continue
+        rows.append(summary_json(record))
+    limit = query_int(request, "limit", -1)
+    return web.json_response(rows[:limit] if limit > 0 else rows)
+
+
+async def inspect(request: web.Request) -> web.Response:
+    return web.json_response(_service(request).inspect(request.match_info["id"]))
+
+
+async def start(request: web.Request) -> web.Response:
+    await _service(request).start(request.match_info["id"])
+    return web.Response(status=204)
+
+
+async def stop(request: web.Request) -> web.Response:
+    timeout = request.query.get("t")
+    await _service(request).stop(request.match_info["id"], int(timeout) if timeout not in (None, "") else None)
+    return web.Response(status=204)
+
+
+async def kill(request: web.Request) -> web.Response:
+    await _service(request).kill(request.match_info["id"], request.query.get("signal") or "KILL")
+    return web.Response(status=204)
+
+
+async def wait(request: web.Request) -> web.StreamResponse:
+    """Headers go out at once (the docker CLI blocks on them), the body when the container stops."""
+    condition = request.query.get("condition") or "not-running"
+    if condition not in ("not-running", "next-exit", "removed"):
+        raise InvalidParameter(f"invalid condition: {condition}")
+    service = _service(request)
+    service.store.get(request.match_info["id"])
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    code = await service.wait(request.match_info["id"])
+    await response.write(json.dumps({"Error": None, "StatusCode": code}).encode() + b"\n")
+    await response.write_eof()
+    return response
+
+
+async def remove(request: web.Request) -> web.Response:
+    await _service(request).remove(request.match_info["id"], force=query_bool(request, "force"))
+    return web.Response(status=204)
+
+
+async def rename(request: web.Request) -> web.Response:
+    name = request.query.get("name")
+    if not name:
+        raise InvalidParameter("name is required")
+    await _service(request).rename(request.match_info["id"], name)
+    return web.Response(status=204)
+
+
+async def logs(request: web.Request) -> web.StreamResponse:
+    service = _service(request)
+    ref = request.match_info["id"]
+    record = service.store.get(ref)
+    want = {"stdout": query_bool(request, "stdout"), "stderr": query_bool(request, "stderr")}
+    if not any(want.values()):
+        raise InvalidParameter("You must choose at least one stream")
+    tail_text = request.query.get("tail", "all")
+    try:
+        tail = None if tail_text in ("", "all") else int(tail_text)
+        since = float(request.query.get("since") or 0) or None
+        until = float(request.query.get("until") or 0) or None
+    except ValueError as exc:
+        raise InvalidParameter(f"invalid logs parameter: {exc}") from exc
+    tty = bool(record.request.get("Tty"))
+    response = web.StreamResponse()
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    async for stream, data in service.logs(ref, follow=query_bool(request, "follow"), since=since, until=until,
+                                           tail=tail, timestamps=query_bool(request, "timestamps")):
+        if want.get(stream):
+            await response.write(bytes(data) if tty else frame(1 if stream == "stdout" else 2, bytes(data)))
+    await response.write_eof()
+    return response
+
+
+def routes(service: ContainerService) -> Callable[[web.Application], None]:
+    """A route setup for ``create_app(extra_routes=...)`` serving ``service``."""
+
+    def setup(app: web.Application) -> None:
+        app[SERVICE] = service
+        add_route(app, "POST", "/containers/create", create)
+        add_route(app, "GET", "/containers/json", list_containers)
+        add_route(app, "GET", "/containers/{id}/json", inspect)
+        add_route(app, "POST", "/containers/{id}/start", start)
+        add_route(app, "POST", "/containers/{id}/stop", stop)
+        add_route(app, "POST", "/containers/{id}/kill", kill)
+        add_route(app, "POST", "/containers/{id}/wait", wait)
+        add_route(app, "POST", "/containers/{id}/rename", rename)
+        add_route(app, "GET", "/containers/{id}/logs", logs)
+        add_route(app, "DELETE", "/containers/{id}", remove)
+
+    return setup
