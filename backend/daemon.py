@@ -158,6 +158,7 @@ async def serve(config: DaemonConfig) -> None:
     containers = ContainerService(os.path.join(config.data_root, "containers"), images, events,
                                   runtime=runtime, runtime_root=os.path.join(config.exec_root, "runtime"))
     containers.recover()
+    containers.recover_running()
     context = ServerContext(images=images, system=SystemService(config.data_root, images, events),
                             events=events, registry_for=registry_for, image_in_use=containers.in_use())
     app: web.Application = create_app(context, extra_routes=[container_routes(containers)])

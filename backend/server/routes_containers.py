@@ -1,11 +1,13 @@
 """Container routes: create, list, inspect, start, stop, kill, wait, remove, rename, logs.
 
 Each route parses its request, calls one ContainerService method and serialises the answer as dockerd
-does. Attach and exec (hijacked streams) are not served yet.
+does. ``attach`` hijacks the connection (``Upgrade: tcp``) and relays the monitor's stream: Docker's
+multiplexed frames without a tty, raw bytes with one. Exec is not served yet.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +19,7 @@ from backend.engine.containers.store import ContainerRecord
 from backend.engine.errors import InvalidParameter
 from backend.engine.runtime.logfile import parse_time
 from backend.server.params import parse_filters, query_bool, query_int, read_json_body
-from backend.server.streams import frame
+from backend.server.streams import MULTIPLEXED_STREAM, RAW_STREAM, frame, hijack
 from backend.server.versioning import add_route
 
 SERVICE: web.AppKey[ContainerService] = web.AppKey("containers", ContainerService)
@@ -100,7 +102,7 @@ async def wait(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     response.enable_chunked_encoding()
     await response.prepare(request)
-    code = await service.wait(request.match_info["id"])
+    code = await service.wait(request.match_info["id"], condition)
     await response.write(json.dumps({"Error": None, "StatusCode": code}).encode() + b"\n")
     await response.write_eof()
     return response
@@ -145,6 +147,39 @@ async def logs(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def attach(request: web.Request) -> web.StreamResponse:
+    service = _service(request)
+    tty, reader, writer = await service.attach(
+        request.match_info["id"], stdin=query_bool(request, "stdin"), stdout=query_bool(request, "stdout"),
+        stderr=query_bool(request, "stderr"))
+    conn = await hijack(request, content_type=RAW_STREAM if tty else MULTIPLEXED_STREAM)
+
+    async def pump_stdin() -> None:
+        while data := await conn.reader.read(1 << 16):
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+
+    feeder = asyncio.ensure_future(pump_stdin()) if query_bool(request, "stdin") else None
+    try:
+        while data := await reader.read(1 << 16):
+            await conn.write(data)
+    except ConnectionResetError:
+        pass
+    finally:
+        if feeder is not None:
+            feeder.cancel()
+        writer.close()
+        conn.close()
+    return conn.response
+
+
+async def resize(request: web.Request) -> web.Response:
+    await _service(request).resize(request.match_info["id"], query_int(request, "h", 0), query_int(request, "w", 0))
+    return web.Response(status=200)
+
+
 def routes(service: ContainerService) -> Callable[[web.Application], None]:
     """A route setup for ``create_app(extra_routes=...)`` serving ``service``."""
 
@@ -160,5 +195,7 @@ def routes(service: ContainerService) -> Callable[[web.Application], None]:
         add_route(app, "POST", "/containers/{id}/rename", rename)
         add_route(app, "GET", "/containers/{id}/logs", logs)
         add_route(app, "DELETE", "/containers/{id}", remove)
+        add_route(app, "POST", "/containers/{id}/attach", attach)
+        add_route(app, "POST", "/containers/{id}/resize", resize)
 
     return setup

@@ -151,3 +151,26 @@ def test_docker_cli_container_lifecycle(berthd: tuple[subprocess.Popen[str], Pat
     docker("rm", "job", "napper")
     assert docker("ps", "-aq").stdout == ""
     assert docker("rmi", image).returncode == 0
+
+
+@pytest.mark.network
+def test_docker_run_in_the_foreground(berthd: tuple[subprocess.Popen[str], Path], tmp_path: Path,
+                                      busybox_image: LayoutImage, registry: LocalRegistry) -> None:
+    _, sock = berthd
+    push_with_skopeo(busybox_image, "cli/fg:latest", registry)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    (tmp_path / "cfg").mkdir()
+    env.update(DOCKER_HOST=f"unix://{sock}", DOCKER_CONFIG=str(tmp_path / "cfg"))
+    image = f"{registry.domain}/cli/fg"
+    subprocess.run(["docker", "pull", "-q", image], env=env, check=True, capture_output=True, timeout=60)
+    hi = subprocess.run(["docker", "run", "--rm", image, "echo", "hi"], env=env, capture_output=True, text=True,
+                        timeout=60)
+    assert (hi.returncode, hi.stdout) == (0, "hi\n"), hi.stderr
+    code = subprocess.run(["docker", "run", "--rm", image, "sh", "-c", "echo to-err >&2; exit 7"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert (code.returncode, code.stderr) == (7, "to-err\n")
+    piped = subprocess.run(["docker", "run", "--rm", "-i", image, "sh", "-c", "cat; echo done"], env=env,
+                           input="from stdin\n", capture_output=True, text=True, timeout=60)
+    assert piped.stdout == "from stdin\ndone\n", piped.stderr
+    listing = subprocess.run(["docker", "ps", "-aq"], env=env, capture_output=True, text=True, timeout=60)
+    assert listing.stdout == ""  # --rm removed them

@@ -47,6 +47,8 @@ class ContainerService:
         self.runtime = runtime
         self.runtime_root = runtime_root
         self._lock = asyncio.Lock()
+        self._exits: dict[str, asyncio.Event] = {}
+        self._watchers: dict[str, asyncio.Future[None]] = {}
 
     def recover(self) -> None:
         self.store.recover()
@@ -88,6 +90,7 @@ class ContainerService:
                 record = ContainerRecord(id=cid, name=container_name, created=now(), image=req.image,
                                          image_id=image.id, request=dict(body) if isinstance(body, dict) else {},
                                          args=list(process["args"]))
+                await self._spawn(record)  # created in the runtime now, so attach works before start
                 self.store.save(record)
             except BaseException:
                 if mounted:
@@ -143,6 +146,13 @@ class ContainerService:
                                "Stop the container before attempting removal or force remove")
             if record.corrupt is None:
                 record.state.move(ContainerStatus.REMOVING)
+            monitor = self._monitor(record)
+            if monitor is not None and monitor.alive():  # a created container waits in its monitor
+                with contextlib.suppress(Exception):
+                    pid = (await monitor.status()).pid
+                    if pid:
+                        os.kill(pid, signal.SIGKILL)
+                    await monitor.wait()
             await asyncio.to_thread(unmount_rootfs, self._paths(record.id)["fs"])
             self.store.remove(record.id)
         self.events.emit("container", "destroy", record.id, {"name": record.name, "image": record.image})
@@ -154,51 +164,124 @@ class ContainerService:
             return MonitorHandle.connect(self._paths(record.id)["monitor"])
         return None
 
-    async def start(self, ref: str) -> None:
-        """``docker start``: spawn the container's monitor, which creates and starts it.
+    async def _spawn(self, record: ContainerRecord) -> MonitorHandle:
+        """A monitor that has created the container in the runtime (waiting for start)."""
+        request = parse_create_request(record.request or {"Image": record.image}, None)
+        paths = self._paths(record.id)
+        previous = self._monitor(record)
+        if previous is not None:  # the last run's monitor exits right after recording the exit
+            for _ in range(250):
+                if not previous.alive():
+                    break
+                await asyncio.sleep(0.02)
+        return await asyncio.to_thread(
+            MonitorHandle.spawn, paths["monitor"], record.id, paths["bundle"], self.runtime,
+            runtime_root=self.runtime_root, tty=request.tty, stdin=request.open_stdin,
+            stdin_once=request.stdin_once)
 
-        Raises Conflict if it is running, Unavailable with the runtime's message if it cannot start.
-        """
+    async def _prepared(self, record: ContainerRecord) -> MonitorHandle:
+        """The monitor holding the created (not yet started) container, spawning one if needed."""
+        monitor = self._monitor(record)
+        if monitor is not None and monitor.alive() and (await monitor.status()).state is MonitorState.CREATED:
+            return monitor
+        return await self._spawn(record)
+
+    async def start(self, ref: str) -> None:
+        """``docker start``. Starting a running container is not an error. Raises Unavailable with the
+        runtime's message if it cannot start."""
         async with self._lock:
             record = self.store.get(ref)
             if record.state.status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED):
                 return
-            request = parse_create_request(record.request or {"Image": record.image}, None)
-            paths = self._paths(record.id)
-            previous = self._monitor(record)
-            if previous is not None:  # the last run's monitor exits right after recording the exit
-                for _ in range(100):
-                    if not previous.alive():
-                        break
-                    await asyncio.sleep(0.02)
-            monitor = await asyncio.to_thread(
-                MonitorHandle.spawn, paths["monitor"], record.id, paths["bundle"], self.runtime,
-                runtime_root=self.runtime_root, tty=request.tty, stdin=request.open_stdin,
-                stdin_once=request.stdin_once)
+            monitor = await self._prepared(record)
             status = await monitor.start()
             record.state.started(status.pid)
             self.store.save(record)
+            self._watch(record, monitor)
         self.events.emit("container", "start", record.id, {"name": record.name, "image": record.image})
 
-    async def _record_exit(self, record: ContainerRecord, monitor: MonitorHandle) -> None:
-        status = await monitor.wait()
+    def _watch(self, record: ContainerRecord, monitor: MonitorHandle) -> None:
+        self._exits[record.id] = asyncio.Event()
+        self._watchers[record.id] = asyncio.ensure_future(self._on_exit(record, monitor))
+
+    async def _on_exit(self, record: ContainerRecord, monitor: MonitorHandle) -> None:
+        """Record the exit when it comes (also while no client waits), then remove an AutoRemove container."""
+        try:
+            status = await monitor.wait()
+        except Exception as exc:  # the monitor died without recording: say so, do not guess a code
+            async with self._lock:
+                record.state.error = f"monitor lost: {exc}"
+                record.state.exited(-1)
+                self.store.save(record)
+            self._exits[record.id].set()
+            return
         async with self._lock:
             if record.state.status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED):
                 record.state.exited(status.exit_code or 0, status.oom_killed, status.finished_at)
                 self.store.save(record)
-                if status.oom_killed:
-                    self.events.emit("container", "oom", record.id, {"name": record.name})
-                self.events.emit("container", "die", record.id,
-                                 {"name": record.name, "exitCode": str(record.state.exit_code)})
+        if status.oom_killed:
+            self.events.emit("container", "oom", record.id, {"name": record.name})
+        self.events.emit("container", "die", record.id,
+                         {"name": record.name, "exitCode": str(record.state.exit_code)})
+        self._exits[record.id].set()
+        if (record.request.get("HostConfig") or {}).get("AutoRemove"):
+            with contextlib.suppress(Exception):
+                await self.remove(record.id)
 
-    async def wait(self, ref: str) -> int:
-        """``docker wait`` (condition not-running): the exit code once the container has stopped."""
-        record = self.store.get(ref)
-        if record.state.status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED):
+    def recover_running(self) -> None:
+        """Live restore (call from the event loop at start-up): watch again the monitors of containers
+        that were running. One that exited while berthd was down is recorded with the code its monitor
+        wrote; one whose monitor vanished without a record is marked exited (-1) with an error."""
+        for record in self.store:
+            if record.state.status not in (ContainerStatus.RUNNING, ContainerStatus.PAUSED):
+                continue
             monitor = self._monitor(record)
             if monitor is not None:
-                await self._record_exit(record, monitor)
+                self._watch(record, monitor)
+            else:
+                record.state.error = "the container's monitor is gone"
+                record.state.exited(-1)
+                self.store.save(record)
+
+    async def wait(self, ref: str, condition: str = "not-running") -> int:
+        """``docker wait``: the exit code once the container is not running (``not-running``), after its
+        next exit (``next-exit``) or once it is removed (``removed``). Raises InvalidParameter for another
+        condition."""
+        if condition not in ("not-running", "next-exit", "removed"):
+            raise InvalidParameter(f"invalid condition: {condition}")
+        record = self.store.get(ref)
+        running = record.state.status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED)
+        if running or condition == "next-exit":
+            if record.id not in self._exits:
+                self._exits[record.id] = asyncio.Event()
+            await self._exits[record.id].wait()
+        if condition == "removed":
+            while record.id in self.store.records:
+                await asyncio.sleep(0.02)
         return record.state.exit_code
+
+    async def attach(self, ref: str, *, stdin: bool, stdout: bool, stderr: bool
+                     ) -> tuple[bool, asyncio.StreamReader, asyncio.StreamWriter]:
+        """Attach to the container's streams from now on: (tty, reader of Docker-framed or raw output,
+        writer to its stdin). Works before ``start`` (the monitor exists from create). Raises Conflict
+        for an exited container."""
+        record = self.store.get(ref)
+        async with self._lock:
+            if record.state.status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED):
+                monitor = self._monitor(record)
+            else:
+                monitor = await self._prepared(record)
+        if monitor is None:
+            raise Conflict(f"container {record.id} is not running")
+        reader, writer = await monitor.attach(stdin, stdout=stdout, stderr=stderr)
+        return monitor.tty, reader, writer
+
+    async def resize(self, ref: str, height: int, width: int) -> None:
+        record = self.store.get(ref)
+        monitor = self._monitor(record)
+        if monitor is None:
+            raise Conflict(f"container {record.id} is not running")
+        await monitor.resize(height, width)
 
     async def kill(self, ref: str, sig: str = "KILL") -> None:
         """``docker kill``. Raises InvalidParameter for a bad signal, Conflict if it is not running."""
@@ -224,17 +307,15 @@ class ContainerService:
         await asyncio.shield(self._stop(record, validate_signal(request.stop_signal or "SIGTERM"), grace))
 
     async def _stop(self, record: ContainerRecord, sig: int, grace: int) -> None:
-        monitor = self._monitor(record)
+        exited = self._exits.setdefault(record.id, asyncio.Event())
         with contextlib.suppress(ProcessLookupError):
             os.kill(record.state.pid, sig)
-        if monitor is None:
-            return
         try:
-            await asyncio.wait_for(self._record_exit(record, monitor), max(grace, 0))
+            await asyncio.wait_for(exited.wait(), max(grace, 0))
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(record.state.pid, signal.SIGKILL)
-            await self._record_exit(record, monitor)
+            await exited.wait()
         self.events.emit("container", "stop", record.id, {"name": record.name})
 
     async def logs(self, ref: str, *, follow: bool = False, since: float | None = None,
@@ -242,12 +323,12 @@ class ContainerService:
                    timestamps: bool = False) -> AsyncIterator[LogEntry]:
         """``docker logs``: (stream, bytes) messages from the json-file log, following while it runs."""
         record = self.store.get(ref)
-        monitor = self._monitor(record)
         exited = asyncio.Event()
+        running = record.state.status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED)
         watcher = None
-        if follow and monitor is not None and (await monitor.status()).state is not MonitorState.EXITED:
+        if follow and running and record.id in self._exits:
             async def watch() -> None:
-                await monitor.wait()
+                await self._exits[record.id].wait()
                 exited.set()
             watcher = asyncio.ensure_future(watch())
         else:
