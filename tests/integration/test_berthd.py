@@ -174,3 +174,51 @@ def test_docker_run_in_the_foreground(berthd: tuple[subprocess.Popen[str], Path]
     assert piped.stdout == "from stdin\ndone\n", piped.stderr
     listing = subprocess.run(["docker", "ps", "-aq"], env=env, capture_output=True, text=True, timeout=60)
     assert listing.stdout == ""  # --rm removed them
+
+
+@pytest.mark.network
+def test_live_restore_after_kill_9(tmp_path: Path, busybox_image: LayoutImage, registry: LocalRegistry) -> None:
+    """berthd killed with SIGKILL: containers keep running under their monitors; the restarted daemon
+    re-attaches, logs lose nothing, and a container that exited meanwhile shows its real code."""
+    push_with_skopeo(busybox_image, "cli/live:latest", registry)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    (tmp_path / "cfg").mkdir()
+    sock = tmp_path / "run" / "berth.sock"
+    env.update(DOCKER_HOST=f"unix://{sock}", DOCKER_CONFIG=str(tmp_path / "cfg"))
+    image = f"{registry.domain}/cli/live"
+
+    def docker(*args: str) -> str:
+        result = subprocess.run(["docker", *args], env=env, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, f"docker {' '.join(args)}: {result.stderr}"
+        return result.stdout
+
+    proc = _start(tmp_path)
+    try:
+        _wait_for(sock, proc)
+        docker("pull", "-q", image)
+        docker("run", "-d", "--name", "ticker", image, "sh", "-c",
+               "i=0; while [ $i -lt 300 ]; do echo line $i; i=$((i+1)); sleep 0.01; done; sleep 100")
+        docker("run", "-d", "--name", "quitter", image, "sh", "-c", "sleep 1; exit 5")
+        pid_before = docker("inspect", "--format", "{{.State.Pid}}", "ticker").strip()
+        proc.kill()
+        proc.wait(10)
+        time.sleep(2)  # quitter exits and ticker keeps printing while no daemon runs
+        sock.unlink(missing_ok=True)
+        proc = _start(tmp_path)
+        _wait_for(sock, proc)
+        assert docker("inspect", "--format", "{{.State.Running}} {{.State.Pid}}", "ticker").split() == [
+            "true", pid_before]
+        assert docker("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", "quitter").split() == [
+            "exited", "5"]
+        deadline = time.monotonic() + 30
+        while True:
+            lines = docker("logs", "ticker").splitlines()
+            if len(lines) >= 300 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert lines == [f"line {i}" for i in range(300)]
+        docker("rm", "-f", "ticker", "quitter")
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(10)
