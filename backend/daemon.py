@@ -57,6 +57,7 @@ class DaemonConfig:
     log_level: str = "info"
     insecure_registries: list[str] = field(default_factory=list)
     default_runtime: str | None = None
+    cgroup_parent: str = "/berth"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-l", "--log-level", choices=["debug", "info", "warn", "error", "fatal"])
     p.add_argument("--insecure-registry", action="append", dest="insecure_registries")
     p.add_argument("--default-runtime", help="path of the OCI runtime (default: berth-runtime)")
+    p.add_argument("--cgroup-parent", help="parent cgroup of every container (default /berth)")
     p.add_argument("--add-runtime", action="append", help="accepted; containers come with the next release")
     return p
 
@@ -100,7 +102,7 @@ def load_config(argv: Sequence[str] | None = None) -> DaemonConfig:
     elif path != DEFAULT_CONFIG:
         raise InvalidParameter(f"config file {path} does not exist")
     for name in ("hosts", "data_root", "exec_root", "group", "pidfile", "log_level", "insecure_registries",
-                 "default_runtime"):
+                 "default_runtime", "cgroup_parent"):
         value = getattr(args, name)
         if value:
             setattr(config, name, value)
@@ -156,7 +158,8 @@ async def serve(config: DaemonConfig) -> None:
 
     runtime = config.default_runtime or os.path.join(os.path.dirname(sys.executable), "berth-runtime")
     containers = ContainerService(os.path.join(config.data_root, "containers"), images, events,
-                                  runtime=runtime, runtime_root=os.path.join(config.exec_root, "runtime"))
+                                  runtime=runtime, runtime_root=os.path.join(config.exec_root, "runtime"),
+                                  cgroup_parent=config.cgroup_parent)
     containers.recover()
     containers.recover_running()
     context = ServerContext(images=images, system=SystemService(config.data_root, images, events),

@@ -3,6 +3,7 @@ bad configuration is one clear line, SIGTERM stops it and removes the socket."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -22,9 +23,21 @@ pytestmark = pytest.mark.root
 BERTHD = str(Path(sys.executable).parent / "berthd")
 
 
+CGROUP_PARENT = f"berth-test-d{os.getpid()}"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_cgroup_parent() -> Iterator[None]:
+    """The daemons here put containers under their own parent cgroup; remove it (empty) at the end."""
+    yield
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        with contextlib.suppress(OSError):
+            (hierarchy / CGROUP_PARENT).rmdir()
+
+
 def _start(tmp: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen([BERTHD, "-H", f"unix://{tmp}/run/berth.sock", "--data-root", str(tmp / "data"),
-                             "--exec-root", str(tmp / "run"), *extra],
+                             "--exec-root", str(tmp / "run"), "--cgroup-parent", CGROUP_PARENT, *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -36,9 +37,20 @@ def _unmount_leftovers(tmp_path: Path) -> Iterator[None]:
 RUNTIME = str(Path(sys.executable).parent / "berth-runtime")
 
 
+CGROUP_PARENT = f"berth-test-c{os.getpid()}"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_cgroup_parent() -> Iterator[None]:
+    yield
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        with contextlib.suppress(OSError):
+            (hierarchy / CGROUP_PARENT).rmdir()
+
+
 def make_service(tmp: Path, images: ImageService, events: EventBus) -> ContainerService:
     return ContainerService(str(tmp / "containers"), images, events, runtime=RUNTIME,
-                            runtime_root=str(tmp / "runtime"))
+                            runtime_root=str(tmp / "runtime"), cgroup_parent=CGROUP_PARENT)
 
 
 def _mounts_under(path: Path) -> list[str]:

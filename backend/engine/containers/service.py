@@ -33,19 +33,20 @@ from backend.engine.runtime.logfile import LogEntry, read_logs
 from backend.engine.runtime.monitor import LOG_NAME
 from backend.engine.runtime.monitor_client import MonitorHandle, MonitorState
 
-CGROUP_PARENT = "/berth"
+DEFAULT_CGROUP_PARENT = "/berth"
 
 
 class ContainerService:
     """Containers under ``root`` (``<data-root>/containers``)."""
 
     def __init__(self, root: str, images: ImageService, events: EventBus, *, runtime: str,
-                 runtime_root: str) -> None:
+                 runtime_root: str, cgroup_parent: str = DEFAULT_CGROUP_PARENT) -> None:
         self.store = ContainerStore(root)
         self.images = images
         self.events = events
         self.runtime = runtime
         self.runtime_root = runtime_root
+        self.cgroup_parent = "/" + cgroup_parent.strip("/")
         self._lock = asyncio.Lock()
         self._exits: dict[str, asyncio.Event] = {}
         self._watchers: dict[str, asyncio.Future[None]] = {}
@@ -83,7 +84,7 @@ class ContainerService:
                 chain = list(reversed(chain_ids(image.diff_ids)))
                 merged = await asyncio.to_thread(mount_rootfs, self.images.layers, chain, paths["fs"])
                 mounted = True
-                spec = build_oci_spec(req, config, merged, container_id=cid, cgroups_path=f"{CGROUP_PARENT}/{cid}")
+                spec = build_oci_spec(req, config, merged, container_id=cid, cgroups_path=f"{self.cgroup_parent}/{cid}")
                 with open(os.path.join(paths["bundle"], "config.json"), "w") as f:
                     json.dump(spec, f)
                 process: dict[str, Any] = spec["process"]
