@@ -1,4 +1,5 @@
-"""Container routes: create, list, inspect, start, stop, kill, wait, remove, rename, logs.
+"""Container routes: create, list, inspect, start, stop, restart, kill, pause, unpause, wait, remove,
+rename, logs, attach, resize.
 
 Each route parses its request, calls one ContainerService method and serialises the answer as dockerd
 does. ``attach`` hijacks the connection (``Upgrade: tcp``) and relays the monitor's stream: Docker's
@@ -84,6 +85,22 @@ async def start(request: web.Request) -> web.Response:
 async def stop(request: web.Request) -> web.Response:
     timeout = request.query.get("t")
     await _service(request).stop(request.match_info["id"], int(timeout) if timeout not in (None, "") else None)
+    return web.Response(status=204)
+
+
+async def pause(request: web.Request) -> web.Response:
+    await _service(request).pause(request.match_info["id"])
+    return web.Response(status=204)
+
+
+async def unpause(request: web.Request) -> web.Response:
+    await _service(request).unpause(request.match_info["id"])
+    return web.Response(status=204)
+
+
+async def restart(request: web.Request) -> web.Response:
+    timeout = request.query.get("t")
+    await _service(request).restart(request.match_info["id"], int(timeout) if timeout not in (None, "") else None)
     return web.Response(status=204)
 
 
@@ -197,5 +214,8 @@ def routes(service: ContainerService) -> Callable[[web.Application], None]:
         add_route(app, "DELETE", "/containers/{id}", remove)
         add_route(app, "POST", "/containers/{id}/attach", attach)
         add_route(app, "POST", "/containers/{id}/resize", resize)
+        add_route(app, "POST", "/containers/{id}/pause", pause)
+        add_route(app, "POST", "/containers/{id}/unpause", unpause)
+        add_route(app, "POST", "/containers/{id}/restart", restart)
 
     return setup

@@ -158,6 +158,19 @@ def test_docker_cli_container_lifecycle(berthd: tuple[subprocess.Popen[str], Pat
     assert docker("ps", "--format", "{{.Names}}").stdout.split() == ["sleeper"]
     docker("stop", "-t", "1", "sleeper")
     assert docker("inspect", "--format", "{{.State.ExitCode}}", "sleeper").stdout.strip() == "137"
+    docker("start", "sleeper")
+    docker("pause", "sleeper")
+    assert docker("inspect", "--format", "{{.State.Status}}", "sleeper").stdout.strip() == "paused"
+    docker("unpause", "sleeper")
+    pid = docker("inspect", "--format", "{{.State.Pid}}", "sleeper").stdout.strip()
+    docker("restart", "-t", "1", "sleeper")
+    after = docker("inspect", "--format", "{{.State.Status}} {{.RestartCount}} {{.State.Pid}}", "sleeper").stdout
+    status, count, new_pid = after.split()
+    assert (status, count) == ("running", "1") and new_pid != pid
+    docker("pause", "sleeper")
+    docker("stop", "-t", "1", "sleeper")  # a paused container is thawed to be stopped
+    assert docker("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", "sleeper").stdout.split() == [
+        "exited", "137"]
     docker("rename", "sleeper", "napper")
     bad = docker("kill", "-s", "NOPE", "napper", check=False)
     assert bad.returncode != 0 and "Invalid signal" in bad.stderr

@@ -24,7 +24,7 @@ from backend.engine.containers.create_request import CreateRequest, parse_create
 from backend.engine.containers.oci_spec import build_oci_spec
 from backend.engine.containers.state import ContainerStatus, now
 from backend.engine.containers.store import ContainerRecord, ContainerStore, new_id
-from backend.engine.errors import Conflict, InvalidParameter
+from backend.engine.errors import Conflict, InvalidParameter, Unavailable
 from backend.engine.events import EventBus
 from backend.engine.images.layer_store import chain_ids
 from backend.engine.images.overlay import mount_rootfs, unmount_rootfs
@@ -308,6 +308,8 @@ class ContainerService:
         await asyncio.shield(self._stop(record, validate_signal(request.stop_signal or "SIGTERM"), grace))
 
     async def _stop(self, record: ContainerRecord, sig: int, grace: int) -> None:
+        if record.state.status is ContainerStatus.PAUSED:  # a frozen process cannot act on a signal
+            await self.unpause(record.id)
         exited = self._exits.setdefault(record.id, asyncio.Event())
         with contextlib.suppress(ProcessLookupError):
             os.kill(record.state.pid, sig)
@@ -318,6 +320,49 @@ class ContainerService:
                 os.kill(record.state.pid, signal.SIGKILL)
             await exited.wait()
         self.events.emit("container", "stop", record.id, {"name": record.name})
+
+    async def _runtime(self, *args: str) -> None:
+        proc = await asyncio.create_subprocess_exec(self.runtime, "--root", self.runtime_root, *args,
+                                                    stdout=asyncio.subprocess.DEVNULL,
+                                                    stderr=asyncio.subprocess.PIPE)
+        _, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise Unavailable(err.decode(errors="replace").strip().splitlines()[-1] if err.strip()
+                              else f"{args[0]} failed")
+
+    async def pause(self, ref: str) -> None:
+        """``docker pause``: freeze every process. Raises Conflict unless running."""
+        async with self._lock:
+            record = self.store.get(ref)
+            if record.state.status is not ContainerStatus.RUNNING:
+                raise Conflict(f"Container {record.id} is not running")
+            await self._runtime("pause", record.id)
+            record.state.move(ContainerStatus.PAUSED)
+            self.store.save(record)
+        self.events.emit("container", "pause", record.id, {"name": record.name})
+
+    async def unpause(self, ref: str) -> None:
+        """``docker unpause``. Raises Conflict unless paused."""
+        async with self._lock:
+            record = self.store.get(ref)
+            if record.state.status is not ContainerStatus.PAUSED:
+                raise Conflict(f"Container {record.id} is not paused")
+            await self._runtime("resume", record.id)
+            record.state.move(ContainerStatus.RUNNING)
+            self.store.save(record)
+        self.events.emit("container", "unpause", record.id, {"name": record.name})
+
+    async def restart(self, ref: str, timeout: int | None = None) -> None:
+        """``docker restart``: stop (if running), then start."""
+        record = self.store.get(ref)
+        if record.state.status is ContainerStatus.PAUSED:
+            await self.unpause(ref)
+        await self.stop(ref, timeout)
+        await self.start(ref)
+        async with self._lock:
+            record.state.restart_count += 1
+            self.store.save(record)
+        self.events.emit("container", "restart", record.id, {"name": record.name})
 
     async def logs(self, ref: str, *, follow: bool = False, since: float | None = None,
                    until: float | None = None, tail: int | None = None,
