@@ -28,9 +28,22 @@ CGROUP_PARENT = f"berth-test-d{os.getpid()}"
 
 @pytest.fixture(scope="module", autouse=True)
 def _remove_cgroup_parent() -> Iterator[None]:
-    """The daemons here put containers under their own parent cgroup; remove it (empty) at the end."""
+    """The daemons here put containers under their own parent cgroup. Containers outlive berthd by
+    design, so a failed test can leave some: thaw and kill them by pid, then remove the cgroups."""
     yield
+    parent = Path("/sys/fs/cgroup/freezer") / CGROUP_PARENT
+    for state in parent.glob("*/freezer.state"):
+        with contextlib.suppress(OSError):
+            state.write_text("THAWED")
+    for procs in Path("/sys/fs/cgroup").glob(f"*/{CGROUP_PARENT}/*/cgroup.procs"):
+        for pid in procs.read_text().split():
+            with contextlib.suppress(OSError):
+                os.kill(int(pid), signal.SIGKILL)
+    time.sleep(0.2)
     for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        for child in (hierarchy / CGROUP_PARENT).glob("*/"):
+            with contextlib.suppress(OSError):
+                child.rmdir()
         with contextlib.suppress(OSError):
             (hierarchy / CGROUP_PARENT).rmdir()
 
