@@ -1,0 +1,93 @@
+"""``docker run --rm IMAGE true`` through the stock docker CLI: berthd vs dockerd, side by side.
+
+Usage (as root): ``.venv/bin/python bench/run.py [-n 10]``
+
+Both engines get the same busybox image (built locally, loaded into each with ``docker load``); each
+iteration is one ``docker run --rm --network none IMAGE true`` timed end to end (CLI start-up
+included). dockerd runs in a network namespace of its own (tests/fixtures/dockerd.py); berthd on a temp
+data root and socket. Prints medians and the ratio berthd/dockerd; never fails on timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tests.fixtures.dockerd import LocalDockerd  # noqa: E402
+from tests.fixtures.images import build_image  # noqa: E402
+from tests.fixtures.rootfs import default_cache_dir  # noqa: E402
+
+IMAGE = "bench/busybox:latest"
+
+
+def _timed(argv: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, env=env, check=True, capture_output=True, timeout=120)
+    return time.perf_counter() - start
+
+
+def _image_tar(work: Path) -> Path:
+    """The busybox test image as a docker-loadable archive (skopeo: OCI layout -> docker-archive)."""
+    layout = build_image(default_cache_dir(), "busybox")
+    tar = work / "busybox.tar"
+    subprocess.run(["skopeo", "copy", "--quiet", f"oci:{layout.path}:{layout.tag}",
+                    f"docker-archive:{tar}:{IMAGE}"], check=True, capture_output=True, timeout=120)
+    return tar
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("-n", type=int, default=10)
+    args = parser.parse_args(argv)
+    docker = shutil.which("docker")
+    if docker is None or os.geteuid() != 0:
+        print("needs root and the docker CLI (apt-get install docker.io)")
+        return 0
+    work = Path(tempfile.mkdtemp(prefix="berth-bench-run-"))
+    results: dict[str, list[float]] = {}
+    tar = _image_tar(work)
+    berthd = subprocess.Popen([str(Path(sys.executable).parent / "berthd"), "-H", f"unix://{work}/berth.sock",
+                               "--data-root", str(work / "data"), "--exec-root", str(work / "run"),
+                               "--cgroup-parent", "berth-bench-run"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not (work / "berth.sock").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+        (work / "cfg").mkdir()
+        env.update(DOCKER_HOST=f"unix://{work}/berth.sock", DOCKER_CONFIG=str(work / "cfg"))
+        subprocess.run([docker, "load", "-q", "-i", str(tar)], env=env, check=True, capture_output=True)
+        run = [docker, "run", "--rm", "--network", "none", IMAGE, "true"]
+        _timed(run, env)  # warm
+        results["berthd (docker CLI)"] = [_timed(run, env) for _ in range(args.n)]
+    finally:
+        berthd.send_signal(signal.SIGTERM)
+        berthd.wait(20)
+    with LocalDockerd() as dockerd:
+        dockerd.docker("load", "-q", "-i", str(tar))
+        _timed(run, dockerd.env)
+        results["dockerd (docker CLI)"] = [_timed(run, dockerd.env) for _ in range(args.n)]
+    shutil.rmtree(work, ignore_errors=True)
+    base = statistics.median(results["dockerd (docker CLI)"])
+    print(f"docker run --rm --network none busybox true, {args.n} runs each (seconds)")
+    for name, samples in results.items():
+        median = statistics.median(samples)
+        print(f"  {name:24} median {median:6.3f}   x dockerd {median / base:5.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
