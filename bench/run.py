@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         _timed(run, dockerd.env)
         results["dockerd (docker CLI)"] = [_timed(run, dockerd.env) for _ in range(args.n)]
     shutil.rmtree(work, ignore_errors=True)
+    for parent in Path("/sys/fs/cgroup").glob("*/berth-bench-run"):
+        parent.rmdir()
     base = statistics.median(results["dockerd (docker CLI)"])
     print(f"docker run --rm --network none busybox true, {args.n} runs each (seconds)")
     for name, samples in results.items():
