@@ -3,7 +3,8 @@ rename, logs, attach, resize.
 
 Each route parses its request, calls one ContainerService method and serialises the answer as dockerd
 does. ``attach`` hijacks the connection (``Upgrade: tcp``) and relays the monitor's stream: Docker's
-multiplexed frames without a tty, raw bytes with one. Exec is not served yet.
+multiplexed frames without a tty, raw bytes with one; ``exec`` start does the same for the exec'd
+process (run through the OCI runtime's ``exec``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from aiohttp import web
 
 from backend.engine.containers.service import ContainerService
 from backend.engine.containers.store import ContainerRecord
-from backend.engine.errors import InvalidParameter
+from backend.engine.errors import InvalidParameter, NotImplementedByEngine
 from backend.engine.runtime.logfile import parse_time
 from backend.server.params import parse_filters, query_bool, query_int, read_json_body
 from backend.server.streams import MULTIPLEXED_STREAM, RAW_STREAM, frame, hijack
@@ -197,6 +198,67 @@ async def resize(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
+async def exec_create(request: web.Request) -> web.Response:
+    body = await read_json_body(request)
+    exec_id = _service(request).exec_create(request.match_info["id"], body)
+    return web.json_response({"Id": exec_id}, status=201)
+
+
+async def exec_start(request: web.Request) -> web.StreamResponse:
+    """Hijack, run the process, relay its output (framed without a tty) and the client's stdin."""
+    service = _service(request)
+    body = await read_json_body(request)
+    if isinstance(body, dict) and body.get("Detach"):
+        process = await service.exec_start(request.match_info["id"])
+        if process.stdin is not None:
+            process.stdin.close()
+        return web.Response(status=200)
+    instance = service.exec_get(request.match_info["id"])
+    process = await service.exec_start(instance.id)
+    conn = await hijack(request, content_type=RAW_STREAM if instance.tty else MULTIPLEXED_STREAM)
+    assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+    stdin = process.stdin
+
+    async def pump_stdin() -> None:
+        try:
+            while data := await conn.reader.read(1 << 16):
+                stdin.write(data)
+                await stdin.drain()
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        finally:
+            stdin.close()
+
+    async def pump(source: asyncio.StreamReader, stream: int) -> None:
+        while data := await source.read(1 << 16):
+            await conn.write(data if instance.tty else frame(stream, data))
+
+    feeder = asyncio.ensure_future(pump_stdin()) if instance.open_stdin else None
+    if feeder is None:
+        stdin.close()
+    try:
+        await asyncio.gather(pump(process.stdout, 1), pump(process.stderr, 2))
+        if instance.waiter is not None:
+            await instance.waiter
+    except ConnectionResetError:
+        pass
+    finally:
+        if feeder is not None:
+            feeder.cancel()
+        conn.close()
+    return conn.response
+
+
+async def exec_inspect(request: web.Request) -> web.Response:
+    return web.json_response(_service(request).exec_inspect(request.match_info["id"]))
+
+
+async def exec_resize(request: web.Request) -> web.Response:
+    """Not yet: the runtime proxies an exec'd tty itself, so its size cannot be changed from here."""
+    _service(request).exec_get(request.match_info["id"])
+    raise NotImplementedByEngine("resizing an exec's terminal is not supported yet")
+
+
 def routes(service: ContainerService) -> Callable[[web.Application], None]:
     """A route setup for ``create_app(extra_routes=...)`` serving ``service``."""
 
@@ -217,5 +279,9 @@ def routes(service: ContainerService) -> Callable[[web.Application], None]:
         add_route(app, "POST", "/containers/{id}/pause", pause)
         add_route(app, "POST", "/containers/{id}/unpause", unpause)
         add_route(app, "POST", "/containers/{id}/restart", restart)
+        add_route(app, "POST", "/containers/{id}/exec", exec_create)
+        add_route(app, "POST", "/exec/{id}/start", exec_start)
+        add_route(app, "GET", "/exec/{id}/json", exec_inspect)
+        add_route(app, "POST", "/exec/{id}/resize", exec_resize)
 
     return setup

@@ -172,6 +172,14 @@ def test_docker_cli_container_lifecycle(berthd: tuple[subprocess.Popen[str], Pat
     docker("stop", "-t", "1", "sleeper")
     assert docker("inspect", "--format", "{{.State.ExitCode}}", "sleeper").stdout.strip() == "137"
     docker("start", "sleeper")
+    assert docker("exec", "sleeper", "echo", "hi").stdout == "hi\n"
+    assert docker("exec", "-u", "1000:1000", "-w", "/bin", "-e", "X=1", "sleeper", "sh", "-c",
+                  "echo $(id -u) $PWD $X").stdout == "1000 /bin 1\n"
+    piped = subprocess.run(["docker", "exec", "-i", "sleeper", "sh", "-c", "cat; echo done"], env=env,
+                           input="typed\n", capture_output=True, text=True, timeout=60)
+    assert piped.stdout == "typed\ndone\n", piped.stderr
+    failing = docker("exec", "sleeper", "sh", "-c", "echo bad >&2; exit 3", check=False)
+    assert (failing.returncode, failing.stderr) == (3, "bad\n")
     docker("pause", "sleeper")
     assert docker("inspect", "--format", "{{.State.Status}}", "sleeper").stdout.strip() == "paused"
     docker("unpause", "sleeper")

@@ -18,13 +18,14 @@ import json
 import os
 import signal
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from backend.engine.containers.create_request import CreateRequest, parse_create_request, validate_signal
-from backend.engine.containers.oci_spec import build_oci_spec
+from backend.engine.containers.oci_spec import build_oci_spec, resolve_user
 from backend.engine.containers.state import ContainerStatus, now
 from backend.engine.containers.store import ContainerRecord, ContainerStore, new_id
-from backend.engine.errors import Conflict, InvalidParameter, Unavailable
+from backend.engine.errors import Conflict, InvalidParameter, NotFound, Unavailable
 from backend.engine.events import EventBus
 from backend.engine.images.layer_store import chain_ids
 from backend.engine.images.overlay import mount_rootfs, unmount_rootfs
@@ -34,6 +35,25 @@ from backend.engine.runtime.monitor import LOG_NAME
 from backend.engine.runtime.monitor_client import MonitorHandle, MonitorState
 
 DEFAULT_CGROUP_PARENT = "/berth"
+
+
+@dataclass
+class ExecInstance:
+    """A process registered with ``exec_create`` (kept in memory, as dockerd keeps them)."""
+
+    id: str
+    container_id: str
+    cmd: list[str]
+    env: list[str]
+    user: str
+    workdir: str
+    tty: bool
+    open_stdin: bool
+    started: bool = False
+    running: bool = False
+    exit_code: int | None = None
+    pid: int = 0
+    waiter: asyncio.Future[None] | None = None
 
 
 class ContainerService:
@@ -50,6 +70,7 @@ class ContainerService:
         self._lock = asyncio.Lock()
         self._exits: dict[str, asyncio.Event] = {}
         self._watchers: dict[str, asyncio.Future[None]] = {}
+        self._execs: dict[str, ExecInstance] = {}
 
     def recover(self) -> None:
         self.store.recover()
@@ -388,3 +409,89 @@ class ContainerService:
         finally:
             if watcher is not None:
                 watcher.cancel()
+
+    # -- exec --------------------------------------------------------------------------------------
+
+    def exec_create(self, ref: str, body: object) -> str:
+        """``POST /containers/{id}/exec``: register a process to run in a running container.
+        Raises Conflict if it is not running, InvalidParameter for a bad body."""
+        record = self.store.get(ref)
+        if record.state.status is not ContainerStatus.RUNNING:
+            raise Conflict(f"Container {record.id} is not running")
+        if not isinstance(body, dict):
+            raise InvalidParameter("exec config must be an object")
+        cmd = body.get("Cmd")
+        if isinstance(cmd, str):
+            cmd = [cmd]
+        if not isinstance(cmd, list) or not cmd or not all(isinstance(c, str) for c in cmd):
+            raise InvalidParameter("No exec command specified")
+        env = body.get("Env") or []
+        if not isinstance(env, list) or not all(isinstance(e, str) and "=" in e for e in env):
+            raise InvalidParameter("Env: expected a list of NAME=value strings")
+        workdir = body.get("WorkingDir") or ""
+        if not isinstance(workdir, str) or (workdir and not workdir.startswith("/")):
+            raise InvalidParameter(f"the working directory '{workdir}' is invalid, it needs to be an absolute path")
+        user = body.get("User") or ""
+        if not isinstance(user, str):
+            raise InvalidParameter("User: expected a string")
+        exec_id = new_id()
+        self._execs[exec_id] = ExecInstance(
+            id=exec_id, container_id=record.id, cmd=list(cmd), env=list(env), user=user, workdir=workdir,
+            tty=bool(body.get("Tty")), open_stdin=bool(body.get("AttachStdin")))
+        self.events.emit("container", f"exec_create: {' '.join(cmd)}", record.id, {"name": record.name})
+        return exec_id
+
+    def exec_get(self, exec_id: str) -> ExecInstance:
+        try:
+            return self._execs[exec_id]
+        except KeyError as exc:
+            raise NotFound(f"No such exec instance: {exec_id}") from exc
+
+    async def exec_start(self, exec_id: str) -> asyncio.subprocess.Process:
+        """Start the exec'd process (through the runtime's ``exec``, joining every namespace and the
+        cgroup of the container) with pipes for stdin/stdout/stderr; a tty is proxied by the runtime.
+        Raises Conflict if it already ran or the container stopped."""
+        instance = self.exec_get(exec_id)
+        if instance.started:
+            raise Conflict(f"Error: Exec command {exec_id} has already run")
+        record = self.store.get(instance.container_id)
+        if record.state.status is not ContainerStatus.RUNNING:
+            raise Conflict(f"Container {record.id} is not running")
+        argv = [self.runtime, "--root", self.runtime_root, "exec"]
+        if instance.user:
+            merged = os.path.join(self._paths(record.id)["fs"], "merged")
+            uid, gid, _ = resolve_user(merged, instance.user)
+            argv += ["--user", f"{uid}:{gid}"]
+        if instance.workdir:
+            argv += ["--cwd", instance.workdir]
+        for item in instance.env:
+            argv += ["--env", item]
+        if instance.tty:
+            argv.append("--tty")
+        argv += [record.id, *instance.cmd]
+        instance.started = True
+        process = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        instance.running = True
+        instance.pid = process.pid
+
+        async def reap() -> None:
+            instance.exit_code = await process.wait()
+            instance.running = False
+            self.events.emit("container", "exec_die", record.id,
+                             {"name": record.name, "execID": exec_id, "exitCode": str(instance.exit_code)})
+
+        instance.waiter = asyncio.ensure_future(reap())
+        self.events.emit("container", f"exec_start: {' '.join(instance.cmd)}", record.id, {"name": record.name})
+        return process
+
+    def exec_inspect(self, exec_id: str) -> dict[str, Any]:
+        """``GET /exec/{id}/json``."""
+        i = self.exec_get(exec_id)
+        return {
+            "ID": i.id, "Running": i.running, "ExitCode": i.exit_code, "ContainerID": i.container_id,
+            "OpenStdin": i.open_stdin, "OpenStdout": True, "OpenStderr": True, "CanRemove": False,
+            "DetachKeys": "", "Pid": i.pid,
+            "ProcessConfig": {"tty": i.tty, "entrypoint": i.cmd[0], "arguments": i.cmd[1:], "privileged": False,
+                              "user": i.user},
+        }
