@@ -1,5 +1,5 @@
 """Container routes: create, list, inspect, start, stop, restart, kill, pause, unpause, wait, remove,
-rename, logs, attach, resize.
+rename, logs, top, attach, resize, exec.
 
 Each route parses its request, calls one ContainerService method and serialises the answer as dockerd
 does. ``attach`` hijacks the connection (``Upgrade: tcp``) and relays the monitor's stream: Docker's
@@ -198,6 +198,11 @@ async def resize(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
+async def top(request: web.Request) -> web.Response:
+    titles, rows = await _service(request).top(request.match_info["id"], request.query.get("ps_args") or "-ef")
+    return web.json_response({"Titles": titles, "Processes": rows})
+
+
 async def exec_create(request: web.Request) -> web.Response:
     body = await read_json_body(request)
     exec_id = _service(request).exec_create(request.match_info["id"], body)
@@ -280,6 +285,7 @@ def routes(service: ContainerService) -> Callable[[web.Application], None]:
         add_route(app, "POST", "/containers/{id}/unpause", unpause)
         add_route(app, "POST", "/containers/{id}/restart", restart)
         add_route(app, "POST", "/containers/{id}/exec", exec_create)
+        add_route(app, "GET", "/containers/{id}/top", top)
         add_route(app, "POST", "/exec/{id}/start", exec_start)
         add_route(app, "GET", "/exec/{id}/json", exec_inspect)
         add_route(app, "POST", "/exec/{id}/resize", exec_resize)

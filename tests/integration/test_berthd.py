@@ -178,6 +178,8 @@ def test_docker_cli_container_lifecycle(berthd: tuple[subprocess.Popen[str], Pat
     piped = subprocess.run(["docker", "exec", "-i", "sleeper", "sh", "-c", "cat; echo done"], env=env,
                            input="typed\n", capture_output=True, text=True, timeout=60)
     assert piped.stdout == "typed\ndone\n", piped.stderr
+    top = docker("top", "sleeper").stdout.splitlines()
+    assert top[0].split()[:2] == ["UID", "PID"] and len(top) == 2 and top[1].endswith("sleep 100")
     failing = docker("exec", "sleeper", "sh", "-c", "echo bad >&2; exit 3", check=False)
     assert (failing.returncode, failing.stderr) == (3, "bad\n")
     docker("pause", "sleeper")

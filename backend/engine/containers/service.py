@@ -410,6 +410,38 @@ class ContainerService:
             if watcher is not None:
                 watcher.cancel()
 
+    async def top(self, ref: str, ps_args: str = "-ef") -> tuple[list[str], list[list[str]]]:
+        """``docker top``: ``ps`` run on the host with ``ps_args``, keeping the container's processes.
+        Raises Conflict if it is not running, InvalidParameter if ``ps`` rejects the arguments."""
+        record = self.store.get(ref)
+        if record.state.status not in (ContainerStatus.RUNNING, ContainerStatus.PAUSED):
+            raise Conflict(f"Container {record.id} is not running")
+        proc = await asyncio.create_subprocess_exec(
+            self.runtime, "--root", self.runtime_root, "ps", "--format", "json", record.id,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise Unavailable(err.decode(errors="replace").strip() or "cannot list the container's processes")
+        pids = {str(p) for p in json.loads(out or b"[]") or []}
+        ps = await asyncio.create_subprocess_exec("ps", *ps_args.split(), stdout=asyncio.subprocess.PIPE,
+                                                  stderr=asyncio.subprocess.PIPE)
+        listing, ps_err = await ps.communicate()
+        if ps.returncode != 0:
+            raise InvalidParameter(f"ps: {ps_err.decode(errors='replace').strip()}")
+        lines = listing.decode(errors="replace").splitlines()
+        if not lines:
+            return [], []
+        titles = lines[0].split()
+        if "PID" not in titles:
+            raise InvalidParameter(f"Couldn't find PID field in ps output for {ps_args!r}")
+        column = titles.index("PID")
+        rows = []
+        for line in lines[1:]:
+            fields = line.split(None, len(titles) - 1)
+            if len(fields) > column and fields[column] in pids:
+                rows.append(fields)
+        return titles, rows
+
     # -- exec --------------------------------------------------------------------------------------
 
     def exec_create(self, ref: str, body: object) -> str:
