@@ -11,6 +11,8 @@ Process tree of ``create``::
 Children report to the caller over a pipe of JSON lines: ``{"stage": "userns"}``, ``{"pid": N}``,
 ``{"ready": true}`` or ``{"error": "...", "kind": "..."}``. A child never returns into the caller's
 code: it execs or calls ``os._exit``. Both children are non-dumpable from their first instruction.
+With ``BERTH_RUNTIME_DEBUG`` set in the environment, a child that fails also prints its traceback to
+its stderr (for developing the runtime; the one-line error is reported either way).
 """
 
 from __future__ import annotations
