@@ -1,5 +1,5 @@
 """Container routes: create, list, inspect, start, stop, restart, kill, pause, unpause, wait, remove,
-rename, logs, top, attach, resize, exec.
+rename, logs, top, stats, attach, resize, exec.
 
 Each route parses its request, calls one ContainerService method and serialises the answer as dockerd
 does. ``attach`` hijacks the connection (``Upgrade: tcp``) and relays the monitor's stream: Docker's
@@ -203,6 +203,21 @@ async def top(request: web.Request) -> web.Response:
     return web.json_response({"Titles": titles, "Processes": rows})
 
 
+async def stats(request: web.Request) -> web.StreamResponse:
+    stream = query_bool(request, "stream", True)
+    one_shot = query_bool(request, "one-shot")
+    service = _service(request)
+    service.store.get(request.match_info["id"])
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    async for doc in service.stats(request.match_info["id"], stream=stream and not one_shot,
+                                   interval=0.0 if one_shot else 1.0):
+        await response.write(json.dumps(doc).encode() + b"\n")
+    await response.write_eof()
+    return response
+
+
 async def exec_create(request: web.Request) -> web.Response:
     body = await read_json_body(request)
     exec_id = _service(request).exec_create(request.match_info["id"], body)
@@ -286,6 +301,7 @@ def routes(service: ContainerService) -> Callable[[web.Application], None]:
         add_route(app, "POST", "/containers/{id}/restart", restart)
         add_route(app, "POST", "/containers/{id}/exec", exec_create)
         add_route(app, "GET", "/containers/{id}/top", top)
+        add_route(app, "GET", "/containers/{id}/stats", stats)
         add_route(app, "POST", "/exec/{id}/start", exec_start)
         add_route(app, "GET", "/exec/{id}/json", exec_inspect)
         add_route(app, "POST", "/exec/{id}/resize", exec_resize)

@@ -180,6 +180,8 @@ def test_docker_cli_container_lifecycle(berthd: tuple[subprocess.Popen[str], Pat
     assert piped.stdout == "typed\ndone\n", piped.stderr
     top = docker("top", "sleeper").stdout.splitlines()
     assert top[0].split()[:2] == ["UID", "PID"] and len(top) == 2 and top[1].endswith("sleep 100")
+    stats = docker("stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}} {{.MemUsage}}", "sleeper").stdout.split()
+    assert stats[:2] == ["sleeper", "1"] and stats[2].endswith(("B", "KiB", "MiB")), stats
     failing = docker("exec", "sleeper", "sh", "-c", "echo bad >&2; exit 3", check=False)
     assert (failing.returncode, failing.stderr) == (3, "bad\n")
     docker("pause", "sleeper")

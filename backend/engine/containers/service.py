@@ -24,12 +24,14 @@ from typing import Any
 from backend.engine.containers.create_request import CreateRequest, parse_create_request, validate_signal
 from backend.engine.containers.oci_spec import build_oci_spec, resolve_user
 from backend.engine.containers.state import ContainerStatus, now
+from backend.engine.containers.stats import sample, stats_document
 from backend.engine.containers.store import ContainerRecord, ContainerStore, new_id
 from backend.engine.errors import Conflict, InvalidParameter, NotFound, Unavailable
 from backend.engine.events import EventBus
 from backend.engine.images.layer_store import chain_ids
 from backend.engine.images.overlay import mount_rootfs, unmount_rootfs
 from backend.engine.images.service import ImageService
+from backend.engine.runtime.cgroups import open_cgroup
 from backend.engine.runtime.logfile import LogEntry, read_logs
 from backend.engine.runtime.monitor import LOG_NAME
 from backend.engine.runtime.monitor_client import MonitorHandle, MonitorState
@@ -441,6 +443,27 @@ class ContainerService:
             if len(fields) > column and fields[column] in pids:
                 rows.append(fields)
         return titles, rows
+
+    async def stats(self, ref: str, *, stream: bool, interval: float = 1.0) -> AsyncIterator[dict[str, Any]]:
+        """``docker stats``: Docker's stats documents from the container's cgroup, one per ``interval``
+        while ``stream`` (until the container stops), else one, with ``precpu_stats`` taken ``interval``
+        earlier as dockerd does. A container that is not running gives one all-zero document."""
+        record = self.store.get(ref)
+        cgroup = open_cgroup(f"{self.cgroup_parent}/{record.id}", record.id)
+        previous = None
+        while True:
+            running = record.state.status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED)
+            if not running:
+                yield stats_document(record.id, record.name, sample(cgroup), None) if previous is None else \
+                    stats_document(record.id, record.name, previous, None)
+                return
+            current = await asyncio.to_thread(sample, cgroup)
+            if previous is not None or stream:
+                yield stats_document(record.id, record.name, current, previous)
+                if not stream:
+                    return
+            previous = current
+            await asyncio.sleep(interval)
 
     # -- exec --------------------------------------------------------------------------------------
 
