@@ -355,25 +355,23 @@ class ContainerService:
 
     async def pause(self, ref: str) -> None:
         """``docker pause``: freeze every process. Raises Conflict unless running."""
-        async with self._lock:
-            record = self.store.get(ref)
-            if record.state.status is not ContainerStatus.RUNNING:
-                raise Conflict(f"Container {record.id} is not running")
-            await self._runtime("pause", record.id)
-            record.state.move(ContainerStatus.PAUSED)
-            self.store.save(record)
-        self.events.emit("container", "pause", record.id, {"name": record.name})
+        await self._set_frozen(ref, True)
 
     async def unpause(self, ref: str) -> None:
         """``docker unpause``. Raises Conflict unless paused."""
+        await self._set_frozen(ref, False)
+
+    async def _set_frozen(self, ref: str, frozen: bool) -> None:
+        before, after = ((ContainerStatus.RUNNING, ContainerStatus.PAUSED) if frozen
+                         else (ContainerStatus.PAUSED, ContainerStatus.RUNNING))
         async with self._lock:
             record = self.store.get(ref)
-            if record.state.status is not ContainerStatus.PAUSED:
-                raise Conflict(f"Container {record.id} is not paused")
-            await self._runtime("resume", record.id)
-            record.state.move(ContainerStatus.RUNNING)
+            if record.state.status is not before:
+                raise Conflict(f"Container {record.id} is not {'running' if frozen else 'paused'}")
+            await self._runtime("pause" if frozen else "resume", record.id)
+            record.state.move(after)
             self.store.save(record)
-        self.events.emit("container", "unpause", record.id, {"name": record.name})
+        self.events.emit("container", "pause" if frozen else "unpause", record.id, {"name": record.name})
 
     async def restart(self, ref: str, timeout: int | None = None) -> None:
         """``docker restart``: stop (if running), then start."""
