@@ -81,6 +81,13 @@ class ContainerService:
         """A predicate for the image service: is this image ID used by any container?"""
         return lambda image_id: any(r.image_id == image_id for r in self.store)
 
+    def filesystem(self, ref: str) -> tuple[ContainerRecord, str, str]:
+        """(record, merged dir, upper dir) of a container's root filesystem, mounted from create until
+        remove. Raises NotFound."""
+        record = self.store.get(ref)
+        fs = self._paths(record.id)["fs"]
+        return record, os.path.join(fs, "merged"), os.path.join(fs, "upper")
+
     def _paths(self, container_id: str) -> dict[str, str]:
         base = self.store.dir(container_id)
         return {"base": base, "fs": os.path.join(base, "fs"), "bundle": os.path.join(base, "bundle"),
