@@ -69,9 +69,18 @@ async def list_containers(request: web.Request) -> web.Response:
             continue
         if "id" in filters and not any(record.id.startswith(i) for i in filters["id"]):
             continue
+        if "label" in filters and not all(_has_label(record, want) for want in filters["label"]):
+            continue
         rows.append(summary_json(record))
     limit = query_int(request, "limit", -1)
     return web.json_response(rows[:limit] if limit > 0 else rows)
+
+
+def _has_label(record: ContainerRecord, want: str) -> bool:
+    """Whether the container has label ``key`` (any value) or ``key=value``, as dockerd's ``label`` filter."""
+    key, sep, value = want.partition("=")
+    labels = record.request.get("Labels") or {}
+    return key in labels and (not sep or labels[key] == value)
 
 
 async def inspect(request: web.Request) -> web.Response:
