@@ -179,6 +179,7 @@ async def serve(config: DaemonConfig) -> None:
     log.info(json.dumps({"msg": "shutting down"}))
     await runner.shutdown()
     await runner.cleanup()
+    await containers.close()
     for host in config.hosts:
         with contextlib.suppress(OSError):
             os.unlink(host.removeprefix("unix://"))

@@ -17,13 +17,19 @@ import contextlib
 import json
 import os
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 from backend.engine.containers.create_request import CreateRequest, parse_create_request, validate_signal
 from backend.engine.containers.oci_spec import build_oci_spec, resolve_user
-from backend.engine.containers.state import ContainerStatus, now
+from backend.engine.containers.restart import (
+    next_delay,
+    restarts_at_engine_start,
+    restarts_on_exit,
+    seconds_between,
+)
+from backend.engine.containers.state import ZERO_TIME, ContainerStatus, now
 from backend.engine.containers.stats import sample, stats_document
 from backend.engine.containers.store import ContainerRecord, ContainerStore, new_id
 from backend.engine.errors import Conflict, InvalidParameter, NotFound, Unavailable
@@ -73,6 +79,9 @@ class ContainerService:
         self._exits: dict[str, asyncio.Event] = {}
         self._watchers: dict[str, asyncio.Future[None]] = {}
         self._execs: dict[str, ExecInstance] = {}
+        self._restarts: dict[str, asyncio.Future[None]] = {}
+        self._background: set[asyncio.Future[None]] = set()
+        self._closing = False
 
     def recover(self) -> None:
         self.store.recover()
@@ -132,9 +141,9 @@ class ContainerService:
         return cid, []
 
     def list_containers(self, include_all: bool = False) -> list[ContainerRecord]:
-        """Newest first; only running ones unless ``include_all``."""
-        records = [r for r in self.store
-                   if include_all or r.state.status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED)]
+        """Newest first; only running (paused, restarting) ones unless ``include_all``."""
+        records = [r for r in self.store if include_all or r.state.status in (
+            ContainerStatus.RUNNING, ContainerStatus.PAUSED, ContainerStatus.RESTARTING)]
         return sorted(records, key=lambda r: r.created, reverse=True)
 
     def inspect(self, ref: str) -> dict[str, Any]:
@@ -145,7 +154,8 @@ class ContainerService:
             "Id": record.id, "Created": record.created, "Path": record.args[0] if record.args else "",
             "Args": record.args[1:], "State": record.state.to_docker(), "Image": record.image_id,
             "Name": "/" + record.name, "RestartCount": record.state.restart_count, "Driver": "overlay2",
-            "Platform": "linux", "HostConfig": request.get("HostConfig") or {},
+            "Platform": "linux",
+            "HostConfig": (request.get("HostConfig") or {}) | {"LogConfig": {"Type": "json-file", "Config": {}}},
             "Config": {k: v for k, v in request.items() if k not in ("HostConfig", "NetworkingConfig")}
             | {"Image": record.image},
             "GraphDriver": {"Name": "overlay2", "Data": {
@@ -171,6 +181,8 @@ class ContainerService:
                 await self._stop(record, signal.SIGKILL, 10)
         async with self._lock:
             record = self.store.get(ref)
+            if force and record.state.status is ContainerStatus.RESTARTING:
+                self._cancel_restart(record)
             if record.state.status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED,
                                        ContainerStatus.RESTARTING):
                 raise Conflict(f"You cannot remove a {record.state.status.value} container {record.id}. "
@@ -224,12 +236,20 @@ class ContainerService:
             record = self.store.get(ref)
             if record.state.status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED):
                 return
-            monitor = await self._prepared(record)
-            status = await monitor.start()
-            record.state.started(status.pid)
-            self.store.save(record)
-            self._watch(record, monitor)
+            self._cancel_restart(record)
+            record.state.manually_stopped = False
+            record.state.restart_count = 0
+            record.state.restart_delay = 0.0
+            await self._run(record)
         self.events.emit("container", "start", record.id, {"name": record.name, "image": record.image})
+
+    async def _run(self, record: ContainerRecord) -> None:
+        """Start ``record``'s process under its monitor and watch for its exit (call with the lock held)."""
+        monitor = await self._prepared(record)
+        status = await monitor.start()
+        record.state.started(status.pid)
+        self.store.save(record)
+        self._watch(record, monitor)
 
     def _watch(self, record: ContainerRecord, monitor: MonitorHandle) -> None:
         self._exits[record.id] = asyncio.Event()
@@ -258,21 +278,96 @@ class ContainerService:
         if (record.request.get("HostConfig") or {}).get("AutoRemove"):
             with contextlib.suppress(Exception):
                 await self.remove(record.id)
+            return
+        await self._apply_restart_policy(record)
+
+    # -- restart policies (see backend.engine.containers.restart) -----------------------------------
+
+    def _policy_restarts(self, record: ContainerRecord) -> bool:
+        policy = parse_create_request(record.request or {"Image": record.image}, None).restart_policy
+        return restarts_on_exit(policy, record.state.exit_code, record.state.restart_count,
+                                record.state.manually_stopped)
+
+    async def _apply_restart_policy(self, record: ContainerRecord) -> None:
+        """After an exit: move to ``restarting`` and restart after Docker's backoff, if the policy says so."""
+        async with self._lock:
+            if (self._closing or record.id not in self.store.records
+                    or record.state.status is not ContainerStatus.EXITED or not self._policy_restarts(record)):
+                return
+            ran_for = seconds_between(record.state.started_at, record.state.finished_at)
+            record.state.restart_delay = next_delay(record.state.restart_delay, ran_for)
+            record.state.restart_count += 1
+            record.state.move(ContainerStatus.RESTARTING)
+            self.store.save(record)
+        self._restart_later(record)
+
+    def _restart_later(self, record: ContainerRecord) -> None:
+        self._restarts[record.id] = asyncio.ensure_future(self._restart_after_delay(record))
+
+    def _cancel_restart(self, record: ContainerRecord) -> None:
+        """Drop a pending policy restart; a ``restarting`` container becomes ``exited`` (lock held)."""
+        pending = self._restarts.pop(record.id, None)
+        if pending is not None:
+            pending.cancel()
+        if record.state.status is ContainerStatus.RESTARTING:
+            record.state.move(ContainerStatus.EXITED)
+            self.store.save(record)
+
+    async def _restart_after_delay(self, record: ContainerRecord) -> None:
+        await asyncio.sleep(record.state.restart_delay)
+        async with self._lock:
+            self._restarts.pop(record.id, None)
+            if record.id not in self.store.records or record.state.status is not ContainerStatus.RESTARTING:
+                return
+            try:
+                await self._run(record)
+            except Exception as exc:  # Docker records the error and applies the policy again
+                record.state.error = str(exc)
+                record.state.exited(128)
+                self.store.save(record)
+                failed = True
+            else:
+                failed = False
+        if failed:
+            await self._apply_restart_policy(record)
+        else:
+            self.events.emit("container", "start", record.id, {"name": record.name, "image": record.image})
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def close(self) -> None:
+        """Stop watching (berthd is shutting down): containers keep running under their monitors, pending
+        restarts stay ``restarting`` on disk and are resumed by the next ``recover_running``."""
+        self._closing = True
+        tasks = [*self._restarts.values(), *self._watchers.values(), *self._background]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def recover_running(self) -> None:
         """Live restore (call from the event loop at start-up): watch again the monitors of containers
         that were running. One that exited while berthd was down is recorded with the code its monitor
         wrote; one whose monitor vanished without a record is marked exited (-1) with an error."""
         for record in self.store:
-            if record.state.status not in (ContainerStatus.RUNNING, ContainerStatus.PAUSED):
-                continue
-            monitor = self._monitor(record)
-            if monitor is not None:
-                self._watch(record, monitor)
-            else:
-                record.state.error = "the container's monitor is gone"
-                record.state.exited(-1)
-                self.store.save(record)
+            status = record.state.status
+            if status is ContainerStatus.RESTARTING:
+                self._restart_later(record)
+            elif status is ContainerStatus.EXITED and record.state.started_at != ZERO_TIME:
+                policy = parse_create_request(record.request or {"Image": record.image}, None).restart_policy
+                if restarts_at_engine_start(policy, record.state.manually_stopped):
+                    self._in_background(self.start(record.id))
+            elif status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED):
+                monitor = self._monitor(record)
+                if monitor is not None:
+                    self._watch(record, monitor)
+                else:
+                    record.state.error = "the container's monitor is gone"
+                    record.state.exited(-1)
+                    self.store.save(record)
+                    self._in_background(self._apply_restart_policy(record))
 
     async def wait(self, ref: str, condition: str = "not-running") -> int:
         """``docker wait``: the exit code once the container is not running (``not-running``), after its
@@ -330,8 +425,13 @@ class ContainerService:
         """``docker stop``: the stop signal, then SIGKILL after ``timeout`` seconds (default 10). The stop
         finishes even if the caller goes away. Stopping a stopped container is not an error."""
         record = self.store.get(ref)
+        record.state.manually_stopped = True
         if record.state.status not in (ContainerStatus.RUNNING, ContainerStatus.PAUSED):
+            async with self._lock:
+                self._cancel_restart(record)
+                self.store.save(record)
             return
+        self.store.save(record)
         request = parse_create_request(record.request or {"Image": record.image}, None)
         grace = timeout if timeout is not None else (request.stop_timeout if request.stop_timeout is not None
                                                      else 10)
@@ -387,9 +487,6 @@ class ContainerService:
             await self.unpause(ref)
         await self.stop(ref, timeout)
         await self.start(ref)
-        async with self._lock:
-            record.state.restart_count += 1
-            self.store.save(record)
         self.events.emit("container", "restart", record.id, {"name": record.name})
 
     async def logs(self, ref: str, *, follow: bool = False, since: float | None = None,
@@ -430,8 +527,10 @@ class ContainerService:
         if proc.returncode != 0:
             raise Unavailable(err.decode(errors="replace").strip() or "cannot list the container's processes")
         pids = {str(p) for p in json.loads(out or b"[]") or []}
+        # The listing is parsed, not shown: no width limit from a COLUMNS the daemon may have inherited.
         ps = await asyncio.create_subprocess_exec("ps", *ps_args.split(), stdout=asyncio.subprocess.PIPE,
-                                                  stderr=asyncio.subprocess.PIPE)
+                                                  stderr=asyncio.subprocess.PIPE,
+                                                  env={k: v for k, v in os.environ.items() if k != "COLUMNS"})
         listing, ps_err = await ps.communicate()
         if ps.returncode != 0:
             raise InvalidParameter(f"ps: {ps_err.decode(errors='replace').strip()}")

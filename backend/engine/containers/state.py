@@ -55,6 +55,8 @@ class ContainerState:
     started_at: str = ZERO_TIME
     finished_at: str = ZERO_TIME
     restart_count: int = 0
+    manually_stopped: bool = False
+    restart_delay: float = 0.0
 
     def move(self, to: ContainerStatus) -> None:
         """Change status. Raises Conflict for a transition the lifecycle does not allow."""
@@ -87,12 +89,15 @@ class ContainerState:
             return "Up (Paused)"
         if self.status is ContainerStatus.RUNNING:
             return "Up"
+        if self.status is ContainerStatus.RESTARTING:
+            return f"Restarting ({self.exit_code})"
         return str(self.status.value).capitalize()
 
     def to_docker(self) -> dict[str, Any]:
         s = self.status
         return {
-            "Status": s.value, "Running": s in (ContainerStatus.RUNNING, ContainerStatus.PAUSED),
+            "Status": s.value,
+            "Running": s in (ContainerStatus.RUNNING, ContainerStatus.PAUSED, ContainerStatus.RESTARTING),
             "Paused": s is ContainerStatus.PAUSED, "Restarting": s is ContainerStatus.RESTARTING,
             "OOMKilled": self.oom_killed, "Dead": s is ContainerStatus.DEAD, "Pid": self.pid,
             "ExitCode": self.exit_code, "Error": self.error, "StartedAt": self.started_at,
@@ -102,11 +107,14 @@ class ContainerState:
     def to_json(self) -> dict[str, Any]:
         return {"status": self.status.value, "pid": self.pid, "exit_code": self.exit_code,
                 "oom_killed": self.oom_killed, "error": self.error, "started_at": self.started_at,
-                "finished_at": self.finished_at, "restart_count": self.restart_count}
+                "finished_at": self.finished_at, "restart_count": self.restart_count,
+                "manually_stopped": self.manually_stopped, "restart_delay": self.restart_delay}
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> ContainerState:
         """Raises ValueError/KeyError/TypeError for a malformed document."""
         return cls(status=ContainerStatus(doc["status"]), pid=int(doc["pid"]), exit_code=int(doc["exit_code"]),
                    oom_killed=bool(doc["oom_killed"]), error=str(doc["error"]), started_at=str(doc["started_at"]),
-                   finished_at=str(doc["finished_at"]), restart_count=int(doc.get("restart_count", 0)))
+                   finished_at=str(doc["finished_at"]), restart_count=int(doc.get("restart_count", 0)),
+                   manually_stopped=bool(doc.get("manually_stopped", False)),
+                   restart_delay=float(doc.get("restart_delay", 0.0)))
