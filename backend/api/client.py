@@ -8,8 +8,10 @@ Errors: every non-2xx answer raises the :mod:`backend.api.errors` class for its 
 engine's message; an error line inside a stream raises :class:`~backend.api.errors.StreamError`;
 no engine at the address raises :class:`~backend.api.errors.EngineUnreachable`.
 
-Streams (pull, push, load, import, events) are async iterators; leaving the ``async for`` early closes
-the connection, which cancels the work on the engine.
+Streams (pull, push, load, import, events, logs, stats, archives) are async iterators; leaving the
+``async for`` early closes the connection, which cancels the work on the engine. ``attach`` and exec
+with a stream hijack the connection (:mod:`backend.api.hijack`). :meth:`EngineClient.waiting` sends
+``wait`` before the container starts, as ``docker run`` must, and reads the answer later.
 """
 
 from __future__ import annotations
@@ -22,20 +24,32 @@ from typing import Any
 import httpx
 
 from backend.api.errors import APIError, EngineUnreachable, StreamError, error_for_status
+from backend.api.hijack import FrameDecoder, HijackedConnection, open_hijacked
 from backend.api.host import find_host, parse_host
 from backend.api.types import (
     EMPTY_AUTH_HEADER,
+    AuthResult,
+    Change,
+    ContainerInspect,
+    ContainerPruneReport,
+    ContainerSummary,
+    CreatedContainer,
     DeleteItem,
     Event,
+    ExecInspect,
     HistoryItem,
     ImageInspect,
     ImageSummary,
+    PathStat,
     Ping,
     PruneReport,
     RegistryAuth,
     SearchResult,
+    StatsSample,
     SystemInfo,
+    TopResult,
     Version,
+    WaitResult,
 )
 
 CLIENT_API_VERSION = "1.41"
@@ -61,6 +75,14 @@ def _filters(filters: Filters | None) -> str | None:
 
 def _params(**values: str | None) -> dict[str, str]:
     return {k: v for k, v in values.items() if v is not None}
+
+
+def _json_dict(resp: httpx.Response) -> dict[str, Any]:
+    try:
+        doc = resp.json()
+    except ValueError as exc:
+        raise APIError(f"malformed answer from the engine: {resp.text[:200]!r}") from exc
+    return doc if isinstance(doc, dict) else {}
 
 
 def _message(resp: httpx.Response) -> str:
@@ -284,3 +306,243 @@ class EngineClient:
         """``POST /images/prune``."""
         doc = (await self._send("POST", "/images/prune", params=_params(filters=_filters(filters)))).json()
         return PruneReport.from_json(doc if isinstance(doc, dict) else {})
+
+    # -- containers ----------------------------------------------------------------------------------
+
+    async def create_container(self, config: Mapping[str, Any], *, name: str | None = None,
+                               platform: str | None = None) -> CreatedContainer:
+        """``POST /containers/create`` with Docker's create body (``Config`` plus ``HostConfig``)."""
+        resp = await self._send("POST", "/containers/create", params=_params(name=name, platform=platform),
+                                json_body=dict(config))
+        return CreatedContainer.from_json(_json_dict(resp))
+
+    async def list_containers(self, *, all: bool = False, limit: int | None = None, size: bool = False,
+                              filters: Filters | None = None) -> list[ContainerSummary]:
+        """``GET /containers/json``."""
+        params = _params(all=_flag(all) if all else None, limit=str(limit) if limit else None,
+                         size=_flag(size) if size else None, filters=_filters(filters))
+        rows = (await self._send("GET", "/containers/json", params=params)).json()
+        return [ContainerSummary.from_json(r) for r in rows if isinstance(r, dict)]
+
+    async def inspect_container(self, ref: str, *, size: bool = False) -> ContainerInspect:
+        """``GET /containers/{id}/json``."""
+        params = _params(size=_flag(size) if size else None)
+        return ContainerInspect.from_json(_json_dict(await self._send("GET", f"/containers/{ref}/json",
+                                                                      params=params)))
+
+    async def start_container(self, ref: str) -> None:
+        """``POST /containers/{id}/start``."""
+        await self._send("POST", f"/containers/{ref}/start")
+
+    async def stop_container(self, ref: str, *, timeout: int | None = None, signal: str | None = None) -> None:
+        """``POST /containers/{id}/stop``; waits as long as the stop takes."""
+        params = _params(t=str(timeout) if timeout is not None else None, signal=signal)
+        await self._send_slow("POST", f"/containers/{ref}/stop", params=params)
+
+    async def restart_container(self, ref: str, *, timeout: int | None = None) -> None:
+        """``POST /containers/{id}/restart``; waits as long as the stop takes."""
+        await self._send_slow("POST", f"/containers/{ref}/restart",
+                              params=_params(t=str(timeout) if timeout is not None else None))
+
+    async def kill_container(self, ref: str, signal: str | None = None) -> None:
+        """``POST /containers/{id}/kill``."""
+        await self._send("POST", f"/containers/{ref}/kill", params=_params(signal=signal))
+
+    async def pause_container(self, ref: str) -> None:
+        """``POST /containers/{id}/pause``."""
+        await self._send("POST", f"/containers/{ref}/pause")
+
+    async def unpause_container(self, ref: str) -> None:
+        """``POST /containers/{id}/unpause``."""
+        await self._send("POST", f"/containers/{ref}/unpause")
+
+    async def rename_container(self, ref: str, name: str) -> None:
+        """``POST /containers/{id}/rename``."""
+        await self._send("POST", f"/containers/{ref}/rename", params={"name": name})
+
+    async def remove_container(self, ref: str, *, force: bool = False, volumes: bool = False) -> None:
+        """``DELETE /containers/{id}``."""
+        params = _params(force=_flag(force) if force else None, v=_flag(volumes) if volumes else None)
+        await self._send_slow("DELETE", f"/containers/{ref}", params=params)
+
+    @asynccontextmanager
+    async def waiting(self, ref: str, condition: str = "not-running") -> AsyncIterator[PendingWait]:
+        """``POST /containers/{id}/wait``, sent now and answered later: inside the block the engine is
+        already waiting (start the container there); ``await pending.result()`` gives the exit."""
+        async with self._open_stream("POST", f"/containers/{ref}/wait", params={"condition": condition}) as resp:
+            yield PendingWait(resp)
+
+    async def wait_container(self, ref: str, condition: str = "not-running") -> WaitResult:
+        """``POST /containers/{id}/wait``: blocks until the condition holds."""
+        async with self.waiting(ref, condition) as pending:
+            return await pending.result()
+
+    async def logs(self, ref: str, *, tty: bool, follow: bool = False, stdout: bool = True, stderr: bool = True,
+                   since: str | None = None, until: str | None = None, tail: str | None = None,
+                   timestamps: bool = False) -> AsyncIterator[tuple[int, bytes]]:
+        """``GET /containers/{id}/logs``: ``(stream, bytes)`` pieces (1 stdout, 2 stderr); a tty
+        container's log is raw, so all of it comes as stdout."""
+        params = _params(follow=_flag(follow) if follow else None, stdout=_flag(stdout), stderr=_flag(stderr),
+                         since=since, until=until, tail=tail, timestamps=_flag(timestamps) if timestamps else None)
+        decoder = None if tty else FrameDecoder()
+        async with self._open_stream("GET", f"/containers/{ref}/logs", params=params) as resp:
+            async for chunk in resp.aiter_bytes():
+                if decoder is None:
+                    yield 1, chunk
+                else:
+                    for item in decoder.feed(chunk):
+                        yield item
+
+    async def attach(self, ref: str, *, stdin: bool = False, stdout: bool = True, stderr: bool = True,
+                     logs: bool = False, detach_keys: str | None = None) -> HijackedConnection:
+        """``POST /containers/{id}/attach`` (hijacked). Works before start; close the connection when done."""
+        params = _params(stream="1", stdin=_flag(stdin), stdout=_flag(stdout), stderr=_flag(stderr),
+                         logs=_flag(logs) if logs else None, detachKeys=detach_keys)
+        return await open_hijacked(self.address, "POST", await self._url(f"/containers/{ref}/attach"),
+                                   params=params, timeout=self._timeout.connect or 60.0)
+
+    async def resize_container(self, ref: str, height: int, width: int) -> None:
+        """``POST /containers/{id}/resize`` (the container's tty)."""
+        await self._send("POST", f"/containers/{ref}/resize", params={"h": str(height), "w": str(width)})
+
+    async def top(self, ref: str, ps_args: str | None = None) -> TopResult:
+        """``GET /containers/{id}/top``."""
+        return TopResult.from_json(_json_dict(await self._send("GET", f"/containers/{ref}/top",
+                                                               params=_params(ps_args=ps_args))))
+
+    async def stats(self, ref: str, *, stream: bool = True) -> AsyncIterator[StatsSample]:
+        """``GET /containers/{id}/stats``: one sample a second, or one in all without ``stream``."""
+        params = {"stream": _flag(stream)}
+        async with self._open_stream("GET", f"/containers/{ref}/stats", params=params) as resp:
+            async for line in resp.aiter_lines():
+                if line.strip():
+                    try:
+                        doc = json.loads(line)
+                    except ValueError as exc:
+                        raise APIError(f"malformed stats line: {line[:200]!r}") from exc
+                    if isinstance(doc, dict):
+                        yield StatsSample.from_json(doc)
+
+    async def container_changes(self, ref: str) -> list[Change]:
+        """``GET /containers/{id}/changes``."""
+        rows = (await self._send("GET", f"/containers/{ref}/changes")).json()
+        return [Change.from_json(r) for r in rows or [] if isinstance(r, dict)]
+
+    async def update_container(self, ref: str, update: Mapping[str, Any]) -> list[str]:
+        """``POST /containers/{id}/update`` (resources, restart policy); the engine's warnings."""
+        doc = _json_dict(await self._send("POST", f"/containers/{ref}/update", json_body=dict(update)))
+        warnings = doc.get("Warnings")
+        return [w for w in warnings if isinstance(w, str)] if isinstance(warnings, list) else []
+
+    async def prune_containers(self, *, filters: Filters | None = None) -> ContainerPruneReport:
+        """``POST /containers/prune``."""
+        resp = await self._send_slow("POST", "/containers/prune", params=_params(filters=_filters(filters)))
+        return ContainerPruneReport.from_json(_json_dict(resp))
+
+    async def export_container(self, ref: str) -> AsyncIterator[bytes]:
+        """``GET /containers/{id}/export``: the root filesystem as a tar, as it comes."""
+        async with self._open_stream("GET", f"/containers/{ref}/export") as resp:
+            async for chunk in resp.aiter_bytes():
+                yield chunk
+
+    async def stat_path(self, ref: str, path: str) -> PathStat:
+        """``HEAD /containers/{id}/archive``: what is at ``path`` in the container."""
+        resp = await self._send("HEAD", f"/containers/{ref}/archive", params={"path": path})
+        return _path_stat(resp)
+
+    @asynccontextmanager
+    async def get_archive(self, ref: str, path: str) -> AsyncIterator[tuple[PathStat, AsyncIterator[bytes]]]:
+        """``GET /containers/{id}/archive``: what is at ``path`` and a tar of it, as it comes."""
+        async with self._open_stream("GET", f"/containers/{ref}/archive", params={"path": path}) as resp:
+            yield _path_stat(resp), resp.aiter_bytes()
+
+    async def put_archive(self, ref: str, path: str, data: Body, *, no_overwrite_dir_non_dir: bool = False,
+                          copy_uid_gid: bool = False) -> None:
+        """``PUT /containers/{id}/archive``: unpack a tar into the directory ``path``."""
+        params = _params(path=path, noOverwriteDirNonDir="true" if no_overwrite_dir_non_dir else None,
+                         copyUIDGID="true" if copy_uid_gid else None)
+        async with self._open_stream("PUT", f"/containers/{ref}/archive", params=params, content=data,
+                                     headers={"Content-Type": "application/x-tar"}) as resp:
+            await resp.aread()
+
+    # -- exec ----------------------------------------------------------------------------------------
+
+    async def exec_create(self, ref: str, cmd: Sequence[str], *, tty: bool = False, stdin: bool = False,
+                          stdout: bool = True, stderr: bool = True, env: Sequence[str] = (), user: str = "",
+                          workdir: str = "", privileged: bool = False) -> str:
+        """``POST /containers/{id}/exec``: the exec instance's ID."""
+        body = {"Cmd": list(cmd), "Tty": tty, "AttachStdin": stdin, "AttachStdout": stdout,
+                "AttachStderr": stderr, "Env": list(env) or None, "User": user, "WorkingDir": workdir,
+                "Privileged": privileged}
+        return _str_field(_json_dict(await self._send("POST", f"/containers/{ref}/exec", json_body=body)), "Id")
+
+    async def exec_start_detached(self, exec_id: str) -> None:
+        """``POST /exec/{id}/start`` with ``Detach``: the process runs on its own."""
+        await self._send("POST", f"/exec/{exec_id}/start", json_body={"Detach": True, "Tty": False})
+
+    async def exec_attach(self, exec_id: str, *, tty: bool) -> HijackedConnection:
+        """``POST /exec/{id}/start`` (hijacked): the process's stdio. Close the connection when done."""
+        return await open_hijacked(self.address, "POST", await self._url(f"/exec/{exec_id}/start"),
+                                   json_body={"Detach": False, "Tty": tty}, timeout=self._timeout.connect or 60.0)
+
+    async def exec_inspect(self, exec_id: str) -> ExecInspect:
+        """``GET /exec/{id}/json``."""
+        return ExecInspect.from_json(_json_dict(await self._send("GET", f"/exec/{exec_id}/json")))
+
+    async def exec_resize(self, exec_id: str, height: int, width: int) -> None:
+        """``POST /exec/{id}/resize``."""
+        await self._send("POST", f"/exec/{exec_id}/resize", params={"h": str(height), "w": str(width)})
+
+    # -- registries ----------------------------------------------------------------------------------
+
+    async def login(self, auth: RegistryAuth) -> AuthResult:
+        """``POST /auth``: check credentials with the registry (through the engine)."""
+        body = {k: v for k, v in (("username", auth.username), ("password", auth.password),
+                                  ("serveraddress", auth.serveraddress)) if v}
+        return AuthResult.from_json(_json_dict(await self._send_slow("POST", "/auth", json_body=body)))
+
+    async def _send_slow(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
+                         json_body: Any = None) -> httpx.Response:
+        """A request whose answer may take longer than the timeout (stop, remove, prune, auth)."""
+        async with self._open_stream(method, path, params=params,
+                                     content=json.dumps(json_body).encode() if json_body is not None else None,
+                                     headers={"Content-Type": "application/json"} if json_body is not None else None
+                                     ) as resp:
+            await resp.aread()
+            return resp
+
+
+class PendingWait:
+    """A ``wait`` the engine has accepted; :meth:`result` reads its answer (blocking until it comes)."""
+
+    def __init__(self, resp: httpx.Response) -> None:
+        self._resp = resp
+
+    async def result(self) -> WaitResult:
+        """The exit. Raises APIError if the connection broke off or the answer is malformed."""
+        try:
+            body = await self._resp.aread()
+        except httpx.TransportError as exc:
+            raise APIError(f"the engine's wait broke off: {exc}") from exc
+        try:
+            doc = json.loads(body)
+        except ValueError as exc:
+            raise APIError(f"malformed wait answer: {body[:200]!r}") from exc
+        return WaitResult.from_json(doc if isinstance(doc, dict) else {})
+
+
+def _str_field(doc: dict[str, Any], key: str) -> str:
+    value = doc.get(key)
+    if not isinstance(value, str) or not value:
+        raise APIError(f"the engine's answer has no {key}")
+    return value
+
+
+def _path_stat(resp: httpx.Response) -> PathStat:
+    header = resp.headers.get("X-Docker-Container-Path-Stat")
+    if not header:
+        raise APIError("the engine's answer has no X-Docker-Container-Path-Stat header")
+    try:
+        return PathStat.from_header(header)
+    except ValueError as exc:
+        raise APIError(str(exc)) from exc

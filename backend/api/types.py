@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any
 
 
@@ -242,3 +243,265 @@ class PruneReport:
         assert isinstance(items, list)
         return PruneReport([DeleteItem.from_json(i) for i in items if isinstance(i, dict)],
                            _int(doc, "SpaceReclaimed"))
+
+
+# -- containers --------------------------------------------------------------------------------------
+
+
+def _dict(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    value = doc.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+@dataclass(frozen=True)
+class Port:
+    """One published or exposed port of a ``GET /containers/json`` row."""
+
+    private_port: int
+    type: str
+    ip: str = ""
+    public_port: int = 0
+
+    @staticmethod
+    def from_json(doc: dict[str, Any]) -> Port:
+        return Port(_int(doc, "PrivatePort"), _str(doc, "Type") or "tcp", _str(doc, "IP"), _int(doc, "PublicPort"))
+
+
+@dataclass(frozen=True)
+class ContainerSummary:
+    """One ``GET /containers/json`` row. ``names`` keep Docker's leading ``/``; the whole row is in ``raw``."""
+
+    id: str
+    names: list[str]
+    image: str
+    image_id: str
+    command: str
+    created: int
+    state: str
+    status: str
+    ports: list[Port]
+    labels: dict[str, str]
+    size_rw: int
+    size_root_fs: int
+    raw: dict[str, Any]
+
+    @staticmethod
+    def from_json(doc: dict[str, Any]) -> ContainerSummary:
+        ports = doc.get("Ports") if isinstance(doc.get("Ports"), list) else []
+        assert isinstance(ports, list)
+        return ContainerSummary(
+            _str(doc, "Id"), _strs(doc, "Names"), _str(doc, "Image"), _str(doc, "ImageID"), _str(doc, "Command"),
+            _int(doc, "Created"), _str(doc, "State"), _str(doc, "Status"),
+            [Port.from_json(p) for p in ports if isinstance(p, dict)], _labels(doc, "Labels"),
+            _int(doc, "SizeRw"), _int(doc, "SizeRootFs"), doc)
+
+
+@dataclass(frozen=True)
+class ContainerInspect:
+    """``GET /containers/{id}/json`` (the fields clients use; all of it in ``raw``). ``name`` has no ``/``."""
+
+    id: str
+    name: str
+    image_id: str
+    created: str
+    state: dict[str, Any]
+    config: dict[str, Any]
+    host_config: dict[str, Any]
+    network_settings: dict[str, Any]
+    raw: dict[str, Any]
+
+    @property
+    def tty(self) -> bool:
+        return self.config.get("Tty") is True
+
+    @property
+    def running(self) -> bool:
+        return self.state.get("Running") is True
+
+    @staticmethod
+    def from_json(doc: dict[str, Any]) -> ContainerInspect:
+        return ContainerInspect(_str(doc, "Id"), _str(doc, "Name").lstrip("/"), _str(doc, "Image"),
+                                _str(doc, "Created"), _dict(doc, "State"), _dict(doc, "Config"),
+                                _dict(doc, "HostConfig"), _dict(doc, "NetworkSettings"), doc)
+
+
+@dataclass(frozen=True)
+class CreatedContainer:
+    """``POST /containers/create``'s answer."""
+
+    id: str
+    warnings: list[str]
+
+    @staticmethod
+    def from_json(doc: dict[str, Any]) -> CreatedContainer:
+        return CreatedContainer(_str(doc, "Id"), _strs(doc, "Warnings"))
+
+
+@dataclass(frozen=True)
+class WaitResult:
+    """``POST /containers/{id}/wait``'s answer: the exit code and the engine's error text, if any."""
+
+    status_code: int
+    error: str = ""
+
+    @staticmethod
+    def from_json(doc: dict[str, Any]) -> WaitResult:
+        error = doc.get("Error")
+        message = _str(error, "Message") if isinstance(error, dict) else ""
+        code = doc.get("StatusCode")
+        return WaitResult(code if isinstance(code, int) else -1, message)
+
+
+@dataclass(frozen=True)
+class TopResult:
+    """``GET /containers/{id}/top``: column titles and one row of strings per process."""
+
+    titles: list[str]
+    processes: list[list[str]]
+
+    @staticmethod
+    def from_json(doc: dict[str, Any]) -> TopResult:
+        rows = doc.get("Processes") if isinstance(doc.get("Processes"), list) else []
+        assert isinstance(rows, list)
+        return TopResult(_strs(doc, "Titles"), [[str(c) for c in r] for r in rows if isinstance(r, list)])
+
+
+class ChangeKind(IntEnum):
+    """``GET /containers/{id}/changes`` kinds (Docker's numbers)."""
+
+    MODIFIED = 0
+    ADDED = 1
+    DELETED = 2
+
+    @property
+    def letter(self) -> str:
+        """``docker diff``'s letter: C, A or D."""
+        return "CAD"[self.value]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One ``GET /containers/{id}/changes`` row."""
+
+    path: str
+    kind: ChangeKind
+
+    @staticmethod
+    def from_json(doc: dict[str, Any]) -> Change:
+        kind = _int(doc, "Kind")
+        return Change(_str(doc, "Path"), ChangeKind(kind) if kind in (0, 1, 2) else ChangeKind.MODIFIED)
+
+
+@dataclass(frozen=True)
+class PathStat:
+    """``X-Docker-Container-Path-Stat`` (base64 JSON) of the archive routes. ``mode`` is Go's os.FileMode."""
+
+    name: str
+    size: int
+    mode: int
+    mtime: str
+    link_target: str
+
+    GO_MODE_DIR = 1 << 31
+    GO_MODE_SYMLINK = 1 << 27
+
+    @property
+    def is_dir(self) -> bool:
+        return bool(self.mode & self.GO_MODE_DIR)
+
+    @staticmethod
+    def from_header(value: str) -> PathStat:
+        """Raises ValueError for a header that is not base64 JSON."""
+        try:
+            doc = json.loads(base64.b64decode(value))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"malformed path stat header: {value[:80]!r}") from exc
+        if not isinstance(doc, dict):
+            raise ValueError(f"malformed path stat header: {value[:80]!r}")
+        return PathStat(_str(doc, "name"), _int(doc, "size"), _int(doc, "mode"), _str(doc, "mtime"),
+                        _str(doc, "linkTarget"))
+
+
+@dataclass(frozen=True)
+class ContainerPruneReport:
+    """``POST /containers/prune``."""
+
+    deleted: list[str]
+    space_reclaimed: int
+
+    @staticmethod
+    def from_json(doc: dict[str, Any]) -> ContainerPruneReport:
+        return ContainerPruneReport(_strs(doc, "ContainersDeleted"), _int(doc, "SpaceReclaimed"))
+
+
+@dataclass(frozen=True)
+class ExecInspect:
+    """``GET /exec/{id}/json``."""
+
+    id: str
+    container_id: str
+    running: bool
+    exit_code: int | None
+    pid: int
+    raw: dict[str, Any]
+
+    @staticmethod
+    def from_json(doc: dict[str, Any]) -> ExecInspect:
+        code = doc.get("ExitCode")
+        return ExecInspect(_str(doc, "ID"), _str(doc, "ContainerID"), doc.get("Running") is True,
+                           code if isinstance(code, int) else None, _int(doc, "Pid"), doc)
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    """``POST /auth``'s answer."""
+
+    status: str
+    identity_token: str = field(default="", repr=False)
+
+    @staticmethod
+    def from_json(doc: dict[str, Any]) -> AuthResult:
+        return AuthResult(_str(doc, "Status"), _str(doc, "IdentityToken"))
+
+
+@dataclass(frozen=True)
+class StatsSample:
+    """One ``GET /containers/{id}/stats`` document, reduced as ``docker stats`` shows it (the whole
+    document in ``raw``). CPU % is over the sample's ``precpu_stats`` (0 on the first sample)."""
+
+    id: str
+    name: str
+    cpu_percent: float
+    memory_usage: int
+    memory_limit: int
+    net_rx: int
+    net_tx: int
+    block_read: int
+    block_write: int
+    pids: int
+    raw: dict[str, Any]
+
+    @property
+    def memory_percent(self) -> float:
+        return self.memory_usage / self.memory_limit * 100 if self.memory_limit else 0.0
+
+    @staticmethod
+    def from_json(doc: dict[str, Any]) -> StatsSample:
+        cpu, precpu = _dict(doc, "cpu_stats"), _dict(doc, "precpu_stats")
+        cpu_delta = _int(_dict(cpu, "cpu_usage"), "total_usage") - _int(_dict(precpu, "cpu_usage"), "total_usage")
+        system_delta = _int(cpu, "system_cpu_usage") - _int(precpu, "system_cpu_usage")
+        cpus = _int(cpu, "online_cpus") or len(_dict(cpu, "cpu_usage").get("percpu_usage") or []) or 1
+        cpu_percent = cpu_delta / system_delta * cpus * 100 if cpu_delta > 0 and system_delta > 0 else 0.0
+        memory = _dict(doc, "memory_stats")
+        mem_stats = _dict(memory, "stats")
+        cache = _int(mem_stats, "total_inactive_file") or _int(mem_stats, "inactive_file")
+        usage = max(_int(memory, "usage") - cache, 0)
+        networks = [n for n in _dict(doc, "networks").values() if isinstance(n, dict)]
+        blkio = _dict(doc, "blkio_stats").get("io_service_bytes_recursive")
+        entries = [e for e in blkio if isinstance(e, dict)] if isinstance(blkio, list) else []
+        return StatsSample(
+            _str(doc, "id"), _str(doc, "name").lstrip("/"), cpu_percent, usage, _int(memory, "limit"),
+            sum(_int(n, "rx_bytes") for n in networks), sum(_int(n, "tx_bytes") for n in networks),
+            sum(_int(e, "value") for e in entries if _str(e, "op").lower() == "read"),
+            sum(_int(e, "value") for e in entries if _str(e, "op").lower() == "write"),
+            _int(_dict(doc, "pids_stats"), "current"), doc)
