@@ -25,7 +25,7 @@ import io
 import json
 import logging
 import struct
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Generic, TypeVar
 
@@ -230,10 +230,10 @@ class _ResponseWriter(io.RawIOBase):
     before anything was written can still become an HTTP error."""
 
     def __init__(self, request: web.Request, loop: asyncio.AbstractEventLoop, content_type: str,
-                 buffer_size: int) -> None:
+                 buffer_size: int, headers: Mapping[str, str] | None = None) -> None:
         self._request = request
         self._loop = loop
-        self._content_type = content_type
+        self._headers = {**(headers or {}), "Content-Type": content_type}
         self._buffer = bytearray()
         self._buffer_size = buffer_size
         self.response: web.StreamResponse | None = None
@@ -250,7 +250,7 @@ class _ResponseWriter(io.RawIOBase):
 
     async def _send(self, data: bytes) -> None:
         if self.response is None:
-            self.response = web.StreamResponse(headers={"Content-Type": self._content_type})
+            self.response = web.StreamResponse(headers=self._headers)
             self.response.enable_chunked_encoding()
             await self.response.prepare(self._request)
         if data:
@@ -263,14 +263,15 @@ class _ResponseWriter(io.RawIOBase):
 
 
 async def stream_archive(request: web.Request, write: Callable[[IO[bytes]], None], *,
-                         content_type: str = "application/x-tar", buffer_size: int = 256 * 1024
-                         ) -> web.StreamResponse:
-    """Run ``write(out)`` in a worker thread and stream what it writes to ``out``.
+                         content_type: str = "application/x-tar", buffer_size: int = 256 * 1024,
+                         headers: Mapping[str, str] | None = None) -> web.StreamResponse:
+    """Run ``write(out)`` in a worker thread and stream what it writes to ``out`` (``headers`` added to the
+    response's).
 
     An error before the first bytes left is raised (and becomes an HTTP error); after that the
     connection is closed without the closing chunk, so the client sees a truncated transfer.
     """
-    out = _ResponseWriter(request, asyncio.get_running_loop(), content_type, buffer_size)
+    out = _ResponseWriter(request, asyncio.get_running_loop(), content_type, buffer_size, headers)
 
     def run() -> None:
         write(out)  # type: ignore[arg-type]  # a RawIOBase taking bytes is an IO[bytes] here
