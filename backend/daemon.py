@@ -37,6 +37,7 @@ from backend.engine.registry.client import RegistryClient
 from backend.engine.system import SystemService
 from backend.server.app import create_app, make_runner
 from backend.server.context import ServerContext
+from backend.server.routes_archive import routes as archive_routes
 from backend.server.routes_containers import routes as container_routes
 
 DEFAULT_CONFIG = "/etc/berth/daemon.yaml"
@@ -164,7 +165,7 @@ async def serve(config: DaemonConfig) -> None:
     containers.recover_running()
     context = ServerContext(images=images, system=SystemService(config.data_root, images, events),
                             events=events, registry_for=registry_for, image_in_use=containers.in_use())
-    app: web.Application = create_app(context, extra_routes=[container_routes(containers)])
+    app: web.Application = create_app(context, extra_routes=[container_routes(containers), archive_routes(containers)])
     runner = make_runner(app)
     await runner.setup()
     for host in config.hosts:
