@@ -126,8 +126,10 @@ def _write_id_maps(pid: int, uid_maps: tuple[IdMapping, ...], gid_maps: tuple[Id
 
 def _read_reports(read_fd: int, setup_pid: int, spec_maps: tuple[tuple[IdMapping, ...],
                   tuple[IdMapping, ...]] | None, go_fd: int) -> int:
-    """Follow the children's reports until the new process is ready. Returns its host pid."""
+    """Follow the children's reports until the new process is ready and its pid is known (the setup
+    child and the new process write to one pipe, so either report may come first). Returns its host pid."""
     pid = 0
+    ready = False
     with os.fdopen(read_fd, "rb") as reports:
         for line in reports:
             msg = json.loads(line)
@@ -140,6 +142,8 @@ def _read_reports(read_fd: int, setup_pid: int, spec_maps: tuple[tuple[IdMapping
             elif "pid" in msg:
                 pid = int(msg["pid"])
             elif msg.get("ready"):
+                ready = True
+            if ready and pid:
                 return pid
     raise errors.Unavailable("the container process exited before it was ready")
 
