@@ -505,6 +505,8 @@ class ContainerFilesystem:
             try:
                 extractor.run(body)  # type: ignore[arg-type]  # _Body has the read() the applier uses
                 extractor.finish()
+            except layers.LayerError as exc:
+                raise InvalidParameter(f"cannot extract the archive: {exc}") from None
             finally:
                 extractor.close()
         self._emit(record, "extract-to-dir")
