@@ -88,7 +88,8 @@ def _rfc3339_nano(time_nano: int) -> str:
     seconds, nanos = divmod(time_nano, 1_000_000_000)
     local = time.localtime(seconds)
     offset = time.strftime("%z", local)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", local) + f".{nanos:09d}" + f"{offset[:3]}:{offset[3:]}"
+    zone = "Z" if offset in ("+0000", "-0000") else f"{offset[:3]}:{offset[3:]}"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", local) + f".{nanos:09d}" + zone
 
 
 async def events(cli: Cli, args: argparse.Namespace) -> None:
