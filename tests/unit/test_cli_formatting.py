@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from backend.api.hijack import FrameDecoder, encode_frame
 from backend.api.errors import APIError
+from backend.api.hijack import FrameDecoder, encode_frame
 from backend.cli.context import UsageError
 from backend.cli.formatting import (
     Formatter,

@@ -59,7 +59,8 @@ def test_run_flags_make_dockers_create_body() -> None:
                                     "9000/tcp": [{"HostIp": "", "HostPort": ""}]}
     assert host["Binds"] == ["/host:/ctr:ro"]
     assert host["Mounts"] == [{"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"SizeBytes": 1 << 20}}]
-    assert (host["Memory"], host["MemorySwap"], host["NanoCpus"], host["PidsLimit"]) == (64 << 20, -1, 1_500_000_000, 50)
+    assert (host["Memory"], host["MemorySwap"]) == (64 << 20, -1)
+    assert (host["NanoCpus"], host["PidsLimit"]) == (1_500_000_000, 50)
     assert host["Ulimits"] == [{"Name": "nofile", "Soft": 100, "Hard": 200}]
     assert host["ShmSize"] == 1 << 30 and host["Tmpfs"] == {"/run": "size=1m"}
     assert host["ReadonlyRootfs"] and host["Init"] and host["CapAdd"] == ["NET_ADMIN"] and host["CapDrop"] == ["ALL"]
