@@ -269,3 +269,13 @@ def test_symlink_in_the_tar_does_not_redirect_writes(api: httpx.Client, containe
     # a hardlink to a host file through the symlink: the container has no such file
     assert_error(put(api, container, "/tmp", tar_of(Entry("h", kind=tarfile.LNKTYPE, link="esc/../etc/shadow"))),
                  400, "hardlink")
+
+
+def test_read_only_root_filesystem_refuses_writes(berthd_with_busybox: Berthd, api: httpx.Client) -> None:
+    name = f"arc-ro-{secrets.token_hex(4)}"
+    berthd_with_busybox.docker("create", "--read-only", "--name", name, "busybox", "true")
+    try:
+        assert_error(put(api, name, "/", tar_of(Entry("f", b"x"))), 403, "read-only")
+        assert path_stat(api, name, "/bin/busybox")["size"] > 0
+    finally:
+        berthd_with_busybox.docker("rm", "-f", name, check=False)

@@ -31,6 +31,7 @@ root filesystem; Unavailable when the filesystem fails for reasons that are not 
 from __future__ import annotations
 
 import bz2
+import dataclasses
 import errno
 import lzma
 import os
@@ -495,7 +496,7 @@ class ContainerFilesystem:
             uid, gid, _ = resolve_user(merged, str(record.request.get("User") or ""))
             owner = (uid, gid)
         with _Root(merged, ref) as root:
-            found = root.locate(_Path(target.text, target.parts, True, target.name))
+            found = root.locate(dataclasses.replace(target, follow=True))
             os.close(found.dir_fd)
             if not stat.S_ISDIR(found.st.st_mode):
                 raise InvalidParameter("extraction point is not a directory")
