@@ -203,13 +203,18 @@ class _Root:
                     fd = self._tree.lookup(parts, strict=False)
                     return _Located(fd, None, os.fstat(fd))
                 fd = self._tree.lookup(parts[:-1], strict=False)
-                st = tarsafe.lstat_at(fd, parts[-1])
+                try:
+                    st = tarsafe.lstat_at(fd, parts[-1])
+                    link = st is not None and path.follow and stat.S_ISLNK(st.st_mode)
+                    target = os.readlink(parts[-1], dir_fd=fd) if link else b""
+                except BaseException:
+                    os.close(fd)
+                    raise
                 if st is None:
                     os.close(fd)
                     break
-                if not (path.follow and stat.S_ISLNK(st.st_mode)):
+                if not link:
                     return _Located(fd, parts[-1], st)
-                target = os.readlink(parts[-1], dir_fd=fd)
                 os.close(fd)
                 base = [] if target.startswith(b"/") else parts[:-1]
                 parts = base + [p for p in target.split(b"/") if p not in (b"", b".")]
