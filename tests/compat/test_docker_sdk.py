@@ -263,6 +263,7 @@ def test_errors(client: docker.DockerClient, names: Callable[[], str]) -> None:
         client.containers.create("sdk-no-such-image:latest", "true")
     name = names()
     container = run_detached(client, name)
+    wait_ready(container)
     with pytest.raises(docker.errors.APIError) as conflict:
         client.containers.create("busybox", "true", name=name)
     assert conflict.value.status_code == 409
@@ -272,7 +273,15 @@ def test_errors(client: docker.DockerClient, names: Callable[[], str]) -> None:
     with pytest.raises(docker.errors.APIError) as running:
         container.remove()
     assert running.value.status_code == 409
-    container.remove(force=True)
-    for error in (missing.value, bad_name.value, conflict.value, bad_signal.value, running.value):
+    container.stop(timeout=5)
+    with pytest.raises(docker.errors.APIError) as stopped:
+        container.exec_run("true")
+    assert stopped.value.status_code == 409
+    container.remove()
+    with pytest.raises(docker.errors.APIError) as bad_filter:
+        client.containers.list(filters={"colour": "blue"})
+    assert bad_filter.value.status_code == 400
+    for error in (missing.value, bad_name.value, conflict.value, bad_signal.value, running.value, stopped.value,
+                  bad_filter.value):
         assert error.explanation and "\n" not in error.explanation.strip(), error.explanation
     assert client.ping() is True
