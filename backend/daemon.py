@@ -39,6 +39,7 @@ from backend.server.app import create_app, make_runner
 from backend.server.context import ServerContext
 from backend.server.routes_archive import routes as archive_routes
 from backend.server.routes_containers import routes as container_routes
+from backend.server.routes_containers import rows_with_size
 
 DEFAULT_CONFIG = "/etc/berth/daemon.yaml"
 DEFAULT_SOCKET = "unix:///run/berth/berth.sock"
@@ -163,19 +164,20 @@ async def serve(config: DaemonConfig) -> None:
                                   cgroup_parent=config.cgroup_parent)
     containers.recover()
     containers.recover_running()
-    context = ServerContext(images=images, system=SystemService(config.data_root, images, events),
-                            events=events, registry_for=registry_for, image_in_use=containers.in_use())
+    system = SystemService(config.data_root, images, events, containers=containers.counts)
+    context = ServerContext(images=images, system=system, events=events, registry_for=registry_for,
+                            image_in_use=containers.in_use(), container_rows=lambda: rows_with_size(containers))
     app: web.Application = create_app(context, extra_routes=[container_routes(containers), archive_routes(containers)])
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     runner = make_runner(app)
     await runner.setup()
     for host in config.hosts:
         path = host.removeprefix("unix://")
         await web.SockSite(runner, open_socket(path, config.group)).start()
         log.info(json.dumps({"msg": "API listening", "socket": path}))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info(json.dumps({"msg": "shutting down"}))
     await runner.shutdown()

@@ -20,7 +20,7 @@ from backend.engine.containers.service import ContainerService
 from backend.engine.containers.store import ContainerRecord
 from backend.engine.errors import InvalidParameter, NotImplementedByEngine
 from backend.engine.runtime.logfile import parse_time
-from backend.server.params import parse_filters, query_bool, query_int, read_json_body
+from backend.server.params import parse_filters, parse_time_filter_ns, query_bool, query_int, read_json_body
 from backend.server.streams import MULTIPLEXED_STREAM, RAW_STREAM, frame, hijack
 from backend.server.versioning import add_route
 
@@ -69,18 +69,38 @@ async def list_containers(request: web.Request) -> web.Response:
             continue
         if "id" in filters and not any(record.id.startswith(i) for i in filters["id"]):
             continue
-        if "label" in filters and not all(_has_label(record, want) for want in filters["label"]):
+        if "label" in filters and not all(record.has_label(want) for want in filters["label"]):
             continue
         rows.append(summary_json(record))
     limit = query_int(request, "limit", -1)
     return web.json_response(rows[:limit] if limit > 0 else rows)
 
 
-def _has_label(record: ContainerRecord, want: str) -> bool:
-    """Whether the container has label ``key`` (any value) or ``key=value``, as dockerd's ``label`` filter."""
-    key, sep, value = want.partition("=")
-    labels = record.request.get("Labels") or {}
-    return key in labels and (not sep or labels[key] == value)
+async def rows_with_size(service: ContainerService) -> list[dict[str, Any]]:
+    """Every container as a ``GET /containers/json?all=1&size=1`` row (for ``/system/df``)."""
+    rows = []
+    for record in service.list_containers(include_all=True):
+        rows.append(summary_json(record) | {"SizeRw": await service.size_rw(record), "SizeRootFs": 0})
+    return rows
+
+
+async def update(request: web.Request) -> web.Response:
+    warnings = await _service(request).update(request.match_info["id"], await read_json_body(request))
+    return web.json_response({"Warnings": warnings})
+
+
+async def prune(request: web.Request) -> web.Response:
+    """``POST /containers/prune?filters=``: ``until`` (timestamp or duration), ``label``, ``label!``."""
+    filters = parse_filters(request.query.get("filters"))
+    unknown = set(filters) - {"until", "label", "label!"}
+    if unknown:
+        raise InvalidParameter(f"invalid filter '{sorted(unknown)[0]}'")
+    until = None
+    if filters.get("until"):
+        until = parse_time_filter_ns(filters["until"][-1], "until") / 1e9
+    deleted, reclaimed = await _service(request).prune(until=until, labels=filters.get("label", []),
+                                                       not_labels=filters.get("label!", []))
+    return web.json_response({"ContainersDeleted": deleted, "SpaceReclaimed": reclaimed})
 
 
 async def inspect(request: web.Request) -> web.Response:
@@ -295,6 +315,8 @@ def routes(service: ContainerService) -> Callable[[web.Application], None]:
         app[SERVICE] = service
         add_route(app, "POST", "/containers/create", create)
         add_route(app, "GET", "/containers/json", list_containers)
+        add_route(app, "POST", "/containers/prune", prune)
+        add_route(app, "POST", "/containers/{id}/update", update)
         add_route(app, "GET", "/containers/{id}/json", inspect)
         add_route(app, "POST", "/containers/{id}/start", start)
         add_route(app, "POST", "/containers/{id}/stop", stop)

@@ -458,3 +458,14 @@ def test_docker_cli_version_and_info(server: ApiServer) -> None:
     assert not info.get("ServerErrors")
     events = server.docker("events", "--since", "0s", "--until", "0s", "--format", "{{json .}}").stdout
     assert events.strip() == "" or all(json.loads(line) for line in events.splitlines())
+
+
+def test_time_filters_take_go_durations_and_timestamps() -> None:
+    from backend.server.params import parse_time_filter_ns
+
+    now = 1_700_000_000 * 10**9
+    assert parse_time_filter_ns("1h30m", "until", now) == now - 5400 * 10**9
+    assert parse_time_filter_ns("1.5s", "until", now) == now - 1_500_000_000
+    assert parse_time_filter_ns("1700000000", "until", now) == now
+    with pytest.raises(InvalidParameter, match="invalid until timestamp"):
+        parse_time_filter_ns("1h garbage", "until", now)

@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from collections.abc import Mapping
 from typing import Any
 
 from backend.engine.containers.create_request import CreateRequest
-from backend.engine.errors import InvalidParameter
+from backend.engine.errors import InvalidParameter, Unavailable
 from backend.engine.runtime.capabilities import CAPABILITIES
 from backend.engine.runtime.defaults import DOCKER_DEFAULT_CAPABILITIES, docker_default_config
 from backend.engine.runtime.rootfs import secure_join
@@ -138,9 +139,20 @@ def merged_env(req: CreateRequest, image: Mapping[str, Any], hostname: str) -> l
     return [f"{k}={v}" for k, v in env.items()]
 
 
+INIT_PATH_IN_CONTAINER = "/sbin/docker-init"
+
+
+def default_init_binary() -> str | None:
+    """The host's static init for ``--init``: ``docker-init`` or Debian's ``tini-static`` on PATH."""
+    return shutil.which("docker-init") or shutil.which("tini-static")
+
+
 def build_oci_spec(req: CreateRequest, image_config: Mapping[str, Any], rootfs: str, *, container_id: str,
-                   cgroups_path: str) -> dict[str, Any]:
-    """The config.json for the container. Raises InvalidParameter for a request the image cannot satisfy."""
+                   cgroups_path: str, init_binary: str | None = None) -> dict[str, Any]:
+    """The config.json for the container. With ``req.init``, ``init_binary`` (a static tini) is bind-mounted
+    read-only at /sbin/docker-init and runs as PID 1 (``docker-init -- args``), as Docker does.
+    Raises InvalidParameter for a request the image cannot satisfy, Unavailable for ``--init`` without an
+    init binary."""
     image = image_config.get("config") or {}
     hostname = req.hostname or container_id[:12]
     caps = _capabilities(req)
@@ -156,8 +168,15 @@ def build_oci_spec(req: CreateRequest, image_config: Mapping[str, Any], rootfs: 
     for path, options in req.tmpfs.items():
         opts = ["nosuid", "nodev", "noexec", *[o for o in options.split(",") if o]]
         extra_mounts.append({"destination": path, "type": "tmpfs", "source": "tmpfs", "options": opts})
+    args = command(req, image)
+    if req.init:
+        if not init_binary:
+            raise Unavailable("--init: no init binary on this host (install tini: apt-get install tini)")
+        args = [INIT_PATH_IN_CONTAINER, "--", *args]
+        extra_mounts.append({"destination": INIT_PATH_IN_CONTAINER, "type": "bind", "source": init_binary,
+                             "options": ["bind", "ro", "nosuid", "nodev"]})
     config = docker_default_config(
-        command(req, image), env=merged_env(req, image, hostname), cwd=os.path.normpath(cwd), terminal=req.tty,
+        args, env=merged_env(req, image, hostname), cwd=os.path.normpath(cwd), terminal=req.tty,
         user=(uid, gid), additional_gids=groups, hostname=hostname, readonly_rootfs=req.readonly_rootfs,
         capabilities=caps, seccomp=seccomp, no_new_privileges=nnp, cgroups_path=cgroups_path,
         memory_limit=req.memory or None, memory_swap=memory_swap,

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import os
 import signal
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from backend.engine.containers.create_request import CreateRequest, parse_create_request, validate_signal
-from backend.engine.containers.oci_spec import build_oci_spec, resolve_user
+from backend.engine.containers.oci_spec import build_oci_spec, default_init_binary, resolve_user
 from backend.engine.containers.restart import (
     next_delay,
     restarts_at_engine_start,
@@ -37,10 +38,11 @@ from backend.engine.events import EventBus
 from backend.engine.images.layer_store import chain_ids
 from backend.engine.images.overlay import mount_rootfs, unmount_rootfs
 from backend.engine.images.service import ImageService
-from backend.engine.runtime.cgroups import open_cgroup
+from backend.engine.runtime.cgroups import open_cgroup, parse_resources
 from backend.engine.runtime.logfile import LogEntry, read_logs
-from backend.engine.runtime.monitor import LOG_NAME
+from backend.engine.runtime.monitor import LOG_NAME, write_json_atomic
 from backend.engine.runtime.monitor_client import MonitorHandle, MonitorState
+from backend.engine.system import ContainerCounts
 
 DEFAULT_CGROUP_PARENT = "/berth"
 
@@ -64,17 +66,36 @@ class ExecInstance:
     waiter: asyncio.Future[None] | None = None
 
 
+UPDATABLE = ("BlkioWeight", "CpuShares", "CpuPeriod", "CpuQuota", "CpuRealtimePeriod", "CpuRealtimeRuntime",
+             "CpusetCpus", "CpusetMems", "Memory", "MemoryReservation", "MemorySwap", "NanoCpus", "PidsLimit",
+             "RestartPolicy")
+"""The HostConfig fields ``docker update`` may change (others in the body are ignored, as by dockerd)."""
+
+UNIX_EPOCH = "1970-01-01T00:00:00Z"
+
+
+def _tree_size(top: str) -> int:
+    total = 0
+    for base, dirs, files in os.walk(top):
+        for name in [*dirs, *files]:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(base, name)).st_size
+    return total
+
+
 class ContainerService:
     """Containers under ``root`` (``<data-root>/containers``)."""
 
     def __init__(self, root: str, images: ImageService, events: EventBus, *, runtime: str,
-                 runtime_root: str, cgroup_parent: str = DEFAULT_CGROUP_PARENT) -> None:
+                 runtime_root: str, cgroup_parent: str = DEFAULT_CGROUP_PARENT,
+                 init_binary: str | None = None) -> None:
         self.store = ContainerStore(root)
         self.images = images
         self.events = events
         self.runtime = runtime
         self.runtime_root = runtime_root
         self.cgroup_parent = "/" + cgroup_parent.strip("/")
+        self.init_binary = init_binary
         self._lock = asyncio.Lock()
         self._exits: dict[str, asyncio.Event] = {}
         self._watchers: dict[str, asyncio.Future[None]] = {}
@@ -123,13 +144,14 @@ class ContainerService:
                 chain = list(reversed(chain_ids(image.diff_ids)))
                 merged = await asyncio.to_thread(mount_rootfs, self.images.layers, chain, paths["fs"])
                 mounted = True
-                spec = build_oci_spec(req, config, merged, container_id=cid, cgroups_path=f"{self.cgroup_parent}/{cid}")
+                spec = build_oci_spec(req, config, merged, container_id=cid, cgroups_path=f"{self.cgroup_parent}/{cid}",
+                                      init_binary=self.init_binary or default_init_binary())
                 with open(os.path.join(paths["bundle"], "config.json"), "w") as f:
                     json.dump(spec, f)
                 process: dict[str, Any] = spec["process"]
                 record = ContainerRecord(id=cid, name=container_name, created=now(), image=req.image,
                                          image_id=image.id, request=dict(body) if isinstance(body, dict) else {},
-                                         args=list(process["args"]))
+                                         args=list(process["args"])[2 if req.init else 0:])
                 await self._spawn(record)  # created in the runtime now, so attach works before start
                 self.store.save(record)
             except BaseException:
@@ -145,6 +167,18 @@ class ContainerService:
         records = [r for r in self.store if include_all or r.state.status in (
             ContainerStatus.RUNNING, ContainerStatus.PAUSED, ContainerStatus.RESTARTING)]
         return sorted(records, key=lambda r: r.created, reverse=True)
+
+    def counts(self) -> ContainerCounts:
+        """Containers by state, for ``docker info``."""
+        statuses = [r.state.status for r in self.store]
+        running = sum(s in (ContainerStatus.RUNNING, ContainerStatus.RESTARTING) for s in statuses)
+        paused = statuses.count(ContainerStatus.PAUSED)
+        return ContainerCounts(total=len(statuses), running=running, paused=paused,
+                               stopped=len(statuses) - running - paused)
+
+    async def size_rw(self, record: ContainerRecord) -> int:
+        """Bytes the container wrote (its overlay upper directory), counted without following links."""
+        return await asyncio.to_thread(_tree_size, os.path.join(self._paths(record.id)["fs"], "upper"))
 
     def inspect(self, ref: str) -> dict[str, Any]:
         """Docker's ``ContainerInspect`` document (the fields known before networking and volumes)."""
@@ -164,6 +198,69 @@ class ContainerService:
                 "WorkDir": os.path.join(self._paths(record.id)["fs"], "work")}},
             "Mounts": [], "NetworkSettings": {"Networks": {}, "Ports": {}},
         }
+
+    async def update(self, ref: str, body: object) -> list[str]:
+        """``docker update``: new resource limits (applied to the cgroup at once when it exists, and kept
+        for later starts) and restart policy. Raises InvalidParameter for a bad body (the same checks as
+        create), Conflict for a container being removed."""
+        if not isinstance(body, dict):
+            raise InvalidParameter("update config must be an object")
+        async with self._lock:
+            record = self.store.get(ref)
+            if record.state.status in (ContainerStatus.REMOVING, ContainerStatus.DEAD):
+                raise Conflict(f"Cannot update container {record.id}: it is {record.state.status.value}")
+            request = copy.deepcopy(record.request) or {"Image": record.image}
+            host = request.setdefault("HostConfig", {})
+            if not isinstance(host, dict):
+                raise InvalidParameter("HostConfig: expected an object")
+            changes = {k: v for k, v in body.items() if k in UPDATABLE and v is not None}
+            if "Memory" in changes and "MemorySwap" not in changes and host.get("MemorySwap", 0) not in (0, -1):
+                host.pop("MemorySwap")  # the old swap limit may now be below memory: back to the default
+            host.update(changes)
+            req = parse_create_request(request, None)
+            if req.auto_remove and req.restart_policy.name != "no":
+                raise InvalidParameter("Restart policy cannot be updated because AutoRemove is enabled for the "
+                                       "container")
+            image = self.images.resolve(record.image_id)
+            merged = os.path.join(self._paths(record.id)["fs"], "merged")
+            spec = build_oci_spec(req, self.images.config(image), merged, container_id=record.id,
+                                  cgroups_path=f"{self.cgroup_parent}/{record.id}",
+                                  init_binary=self.init_binary or default_init_binary())
+            resources = {k: v for k, v in spec["linux"]["resources"].items() if k != "devices"}
+            cgroup = open_cgroup(f"{self.cgroup_parent}/{record.id}", record.id)
+            if cgroup.exists():
+                await asyncio.to_thread(cgroup.create, parse_resources(resources))
+            bundle_config = os.path.join(self._paths(record.id)["bundle"], "config.json")
+            with open(bundle_config) as f:
+                config = json.load(f)
+            config["linux"]["resources"] = {**config["linux"].get("resources", {}), **resources}
+            write_json_atomic(bundle_config, config, durable=True)
+            record.request = request
+            self.store.save(record)
+        self.events.emit("container", "update", record.id, {"name": record.name})
+        return []
+
+    async def prune(self, *, until: float | None = None, labels: Sequence[str] = (),
+                    not_labels: Sequence[str] = ()) -> tuple[list[str], int]:
+        """``docker container prune``: remove every stopped (created, exited, dead) container created before
+        ``until`` (Unix seconds) carrying all ``labels`` and none of ``not_labels``. Returns (IDs, bytes
+        reclaimed)."""
+        deleted: list[str] = []
+        reclaimed = 0
+        for record in list(self.store):
+            if record.state.status not in (ContainerStatus.CREATED, ContainerStatus.EXITED, ContainerStatus.DEAD):
+                continue
+            if until is not None and seconds_between(UNIX_EPOCH, record.created) >= until:
+                continue
+            if not all(record.has_label(w) for w in labels) or any(record.has_label(w) for w in not_labels):
+                continue
+            size = await self.size_rw(record)
+            with contextlib.suppress(NotFound, Conflict):
+                await self.remove(record.id)
+                deleted.append(record.id)
+                reclaimed += size
+        self.events.emit("container", "prune", "", {"reclaimed": str(reclaimed)})
+        return deleted, reclaimed
 
     async def rename(self, ref: str, new_name: str) -> None:
         async with self._lock:
@@ -252,7 +349,11 @@ class ContainerService:
         self._watch(record, monitor)
 
     def _watch(self, record: ContainerRecord, monitor: MonitorHandle) -> None:
-        self._exits[record.id] = asyncio.Event()
+        """Record the exit when it comes. A ``wait`` registered before this start (``docker run`` asks
+        for ``next-exit`` before it starts) keeps its event."""
+        exited = self._exits.get(record.id)
+        if exited is None or exited.is_set():
+            self._exits[record.id] = asyncio.Event()
         self._watchers[record.id] = asyncio.ensure_future(self._on_exit(record, monitor))
 
     async def _on_exit(self, record: ContainerRecord, monitor: MonitorHandle) -> None:

@@ -43,6 +43,42 @@ def now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
 
 
+def _parse(stamp: str) -> datetime.datetime:
+    """A Docker RFC 3339 timestamp (nanoseconds allowed); the zero time when it cannot be read."""
+    try:
+        return datetime.datetime.fromisoformat(stamp[:26].rstrip("Z")).replace(tzinfo=datetime.UTC)
+    except ValueError:
+        return datetime.datetime(1, 1, 1, tzinfo=datetime.UTC)
+
+
+def human_duration(delta: datetime.timedelta) -> str:
+    """A duration in words, as Docker's ``units.HumanDuration`` gives it."""
+    seconds = int(delta.total_seconds())
+    if seconds < 1:
+        return "Less than a second"
+    if seconds == 1:
+        return "1 second"
+    if seconds < 60:
+        return f"{seconds} seconds"
+    minutes = seconds // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(delta.total_seconds() / 3600 + 0.5)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{int(delta.total_seconds() / 3600 / 24 / 365)} years"
+
+
 @dataclass
 class ContainerState:
     """What ``docker inspect`` shows under ``State`` (plus the restart count)."""
@@ -81,17 +117,24 @@ class ContainerState:
         self.oom_killed = oom_killed
         self.finished_at = finished_at or now()
 
-    def describe(self) -> str:
-        """The ``Status`` column of ``docker ps`` without the durations (e.g. ``Exited (137)``)."""
-        if self.status is ContainerStatus.EXITED:
-            return f"Exited ({self.exit_code})"
-        if self.status is ContainerStatus.PAUSED:
-            return "Up (Paused)"
-        if self.status is ContainerStatus.RUNNING:
-            return "Up"
-        if self.status is ContainerStatus.RESTARTING:
-            return f"Restarting ({self.exit_code})"
-        return str(self.status.value).capitalize()
+    def describe(self, at: datetime.datetime | None = None) -> str:
+        """The ``Status`` column of ``docker ps``, as dockerd words it (``Up 3 seconds``, ``Exited (137)
+        5 minutes ago``, ``Restarting (1) 2 seconds ago``, ``Created``...)."""
+        at = at or datetime.datetime.now(datetime.UTC)
+        s = self.status
+        if s is ContainerStatus.RUNNING:
+            return f"Up {human_duration(at - _parse(self.started_at))}"
+        if s is ContainerStatus.PAUSED:
+            return f"Up {human_duration(at - _parse(self.started_at))} (Paused)"
+        if s is ContainerStatus.RESTARTING:
+            return f"Restarting ({self.exit_code}) {human_duration(at - _parse(self.finished_at))} ago"
+        if s is ContainerStatus.REMOVING:
+            return "Removal In Progress"
+        if s is ContainerStatus.DEAD:
+            return "Dead"
+        if s is ContainerStatus.CREATED or self.finished_at == ZERO_TIME:
+            return "Created"
+        return f"Exited ({self.exit_code}) {human_duration(at - _parse(self.finished_at))} ago"
 
     def to_docker(self) -> dict[str, Any]:
         s = self.status

@@ -19,6 +19,7 @@ from typing import Any
 from backend.engine.containers.create_request import validate_name
 from backend.engine.containers.state import ContainerState, ContainerStatus
 from backend.engine.errors import Conflict, InvalidParameter, NotFound
+from backend.engine.runtime.monitor import write_json_atomic
 
 _ADJECTIVES = ("brave", "calm", "eager", "fond", "happy", "jolly", "keen", "lucid", "merry", "nifty", "quirky",
                "sharp", "tender", "vivid", "witty", "zen")
@@ -39,6 +40,12 @@ class ContainerRecord:
     state: ContainerState = field(default_factory=ContainerState)
     args: list[str] = field(default_factory=list)
     corrupt: str | None = None
+
+    def has_label(self, want: str) -> bool:
+        """Whether the container has label ``key`` (any value) or ``key=value`` (dockerd's ``label`` filter)."""
+        key, sep, value = want.partition("=")
+        labels = self.request.get("Labels") or {}
+        return isinstance(labels, dict) and key in labels and (not sep or labels[key] == value)
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "created": self.created, "image": self.image,
@@ -97,13 +104,7 @@ class ContainerStore:
 
     def save(self, record: ContainerRecord) -> None:
         os.makedirs(self.dir(record.id), mode=0o700, exist_ok=True)
-        path = os.path.join(self.dir(record.id), "config.v2.json")
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(record.to_json(), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
+        write_json_atomic(os.path.join(self.dir(record.id), "config.v2.json"), record.to_json(), durable=True)
         self.records[record.id] = record
 
     def reserve_name(self, name: str | None) -> str:
