@@ -18,7 +18,7 @@ from aiohttp import web
 
 from backend.engine.containers.service import ContainerService
 from backend.engine.containers.store import ContainerRecord
-from backend.engine.errors import InvalidParameter, NotImplementedByEngine
+from backend.engine.errors import InvalidParameter
 from backend.engine.runtime.logfile import parse_time
 from backend.server.params import parse_filters, parse_time_filter_ns, query_bool, query_int, read_json_body
 from backend.server.streams import MULTIPLEXED_STREAM, RAW_STREAM, frame, hijack
@@ -222,6 +222,43 @@ async def attach(request: web.Request) -> web.StreamResponse:
     return conn.response
 
 
+async def attach_websocket(request: web.Request) -> web.StreamResponse:
+    """``GET /containers/{id}/attach/ws``: the container's streams over a websocket, raw (not multiplexed,
+    as dockerd sends them); binary or text messages from the client go to its stdin."""
+    service = _service(request)
+    tty, reader, writer = await service.attach(
+        request.match_info["id"], stdin=query_bool(request, "stdin"), stdout=query_bool(request, "stdout"),
+        stderr=query_bool(request, "stderr"))
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+
+    async def pump_stdin() -> None:
+        async for message in ws:
+            if message.type in (web.WSMsgType.BINARY, web.WSMsgType.TEXT):
+                writer.write(message.data if isinstance(message.data, bytes) else str(message.data).encode())
+                await writer.drain()
+
+    feeder = asyncio.ensure_future(pump_stdin()) if query_bool(request, "stdin") else None
+    try:
+        while True:
+            if tty:
+                data = await reader.read(1 << 16)
+            else:  # drop the multiplexing header: the websocket carries the payload only
+                header = await reader.readexactly(8)
+                data = await reader.readexactly(int.from_bytes(header[4:], "big"))
+            if not data:
+                break
+            await ws.send_bytes(data)
+    except (asyncio.IncompleteReadError, ConnectionResetError):
+        pass
+    finally:
+        if feeder is not None:
+            feeder.cancel()
+        writer.close()
+        await ws.close()
+    return ws
+
+
 async def resize(request: web.Request) -> web.Response:
     await _service(request).resize(request.match_info["id"], query_int(request, "h", 0), query_int(request, "w", 0))
     return web.Response(status=200)
@@ -257,18 +294,16 @@ async def exec_start(request: web.Request) -> web.StreamResponse:
     """Hijack, run the process, relay its output (framed without a tty) and the client's stdin."""
     service = _service(request)
     body = await read_json_body(request)
-    if isinstance(body, dict) and body.get("Detach"):
-        process = await service.exec_start(request.match_info["id"])
-        if process.stdin is not None:
-            process.stdin.close()
-        return web.Response(status=200)
     instance = service.exec_get(request.match_info["id"])
-    process = await service.exec_start(instance.id)
+    if isinstance(body, dict) and body.get("Detach"):
+        await service.exec_start(instance.id, detach=True)
+        return web.Response(status=200)
+    streams = await service.exec_start(instance.id)
     conn = await hijack(request, content_type=RAW_STREAM if instance.tty else MULTIPLEXED_STREAM)
-    assert process.stdin is not None and process.stdout is not None and process.stderr is not None
-    stdin = process.stdin
+    stdin = streams.stdin
 
     async def pump_stdin() -> None:
+        assert stdin is not None
         try:
             while data := await conn.reader.read(1 << 16):
                 stdin.write(data)
@@ -276,17 +311,18 @@ async def exec_start(request: web.Request) -> web.StreamResponse:
         except (ConnectionResetError, BrokenPipeError):
             pass
         finally:
-            stdin.close()
+            if streams.console is None:
+                stdin.close()
 
     async def pump(source: asyncio.StreamReader, stream: int) -> None:
         while data := await source.read(1 << 16):
             await conn.write(data if instance.tty else frame(stream, data))
 
-    feeder = asyncio.ensure_future(pump_stdin()) if instance.open_stdin else None
-    if feeder is None:
+    feeder = asyncio.ensure_future(pump_stdin()) if instance.open_stdin and stdin is not None else None
+    if feeder is None and stdin is not None and streams.console is None:
         stdin.close()
     try:
-        await asyncio.gather(pump(process.stdout, 1), pump(process.stderr, 2))
+        await asyncio.gather(pump(streams.stdout, 1), *([pump(streams.stderr, 2)] if streams.stderr else []))
         if instance.waiter is not None:
             await instance.waiter
     except ConnectionResetError:
@@ -294,6 +330,8 @@ async def exec_start(request: web.Request) -> web.StreamResponse:
     finally:
         if feeder is not None:
             feeder.cancel()
+        if streams.console is not None:
+            streams.console.close()
         conn.close()
     return conn.response
 
@@ -303,9 +341,9 @@ async def exec_inspect(request: web.Request) -> web.Response:
 
 
 async def exec_resize(request: web.Request) -> web.Response:
-    """Not yet: the runtime proxies an exec'd tty itself, so its size cannot be changed from here."""
-    _service(request).exec_get(request.match_info["id"])
-    raise NotImplementedByEngine("resizing an exec's terminal is not supported yet")
+    await _service(request).exec_resize(request.match_info["id"], query_int(request, "h", 0),
+                                        query_int(request, "w", 0))
+    return web.Response(status=201)
 
 
 def routes(service: ContainerService) -> Callable[[web.Application], None]:
@@ -326,6 +364,7 @@ def routes(service: ContainerService) -> Callable[[web.Application], None]:
         add_route(app, "GET", "/containers/{id}/logs", logs)
         add_route(app, "DELETE", "/containers/{id}", remove)
         add_route(app, "POST", "/containers/{id}/attach", attach)
+        add_route(app, "GET", "/containers/{id}/attach/ws", attach_websocket)
         add_route(app, "POST", "/containers/{id}/resize", resize)
         add_route(app, "POST", "/containers/{id}/pause", pause)
         add_route(app, "POST", "/containers/{id}/unpause", unpause)

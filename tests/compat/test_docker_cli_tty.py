@@ -147,10 +147,9 @@ def test_exec_it(berthd_with_busybox: Berthd, names: Callable[[], str]) -> None:
         term.expect(rb"# ")
         term.send(b"echo hel''lo\r")
         term.expect(rb"\nhello\r\n")
-        # The exec'd shell does not see the sizes yet: POST /exec/{id}/resize answers 501 for now.
+        stty_size_becomes(term, 30, 100)
         term.resize(40, 120)
-        term.send(b"echo ag''ain\r")
-        term.expect(rb"\nagain\r\n")
+        stty_size_becomes(term, 40, 120)
         term.send(b"exit 3\r")
         assert term.exit_code() == 3
     assert berthd_with_busybox.docker("inspect", "-f", "{{.State.Running}}", name).stdout.strip() == "true"
@@ -194,3 +193,17 @@ def test_missing_container(berthd_with_busybox: Berthd, verb: tuple[str, ...]) -
         term.expect(rb"No such container: tty-no-such-container\r?\n")
     assert b"Traceback" not in term.output
     berthd_with_busybox.docker("version")
+
+
+def test_exec_tty_detached_and_failing(berthd_with_busybox: Berthd, names: Callable[[], str]) -> None:
+    daemon = berthd_with_busybox
+    name = names()
+    daemon.docker("run", "-d", "--name", name, "busybox", "sleep", "300")
+    daemon.docker("exec", "-d", "-t", name, "sh", "-c", "yes | head -c 300000; echo done > /bin/marker")
+    deadline = time.monotonic() + 10
+    while daemon.docker("exec", name, "cat", "/bin/marker", check=False).stdout != "done\n":
+        assert time.monotonic() < deadline, "a detached exec with a tty did not run to its end"
+        time.sleep(0.1)
+    missing = daemon.docker("exec", "-t", name, "no-such-command", check=False)
+    assert missing.returncode != 0 and "no-such-command" in missing.stdout + missing.stderr
+    assert daemon.docker("exec", "-t", name, "sh", "-c", "exit 6", check=False).returncode == 6

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from backend.engine.containers.console import Console, ConsoleSocket
 from backend.engine.containers.create_request import CreateRequest, parse_create_request, validate_signal
 from backend.engine.containers.oci_spec import build_oci_spec, default_init_binary, resolve_user
 from backend.engine.containers.restart import (
@@ -64,6 +65,18 @@ class ExecInstance:
     exit_code: int | None = None
     pid: int = 0
     waiter: asyncio.Future[None] | None = None
+    console: Console | None = None
+
+
+@dataclass
+class ExecStreams:
+    """An exec'd process's streams: with a tty one ``stdout`` (the pty) and no ``stderr``; ``stdin`` is
+    None when the runtime failed before the process ran (``stdout`` then holds its message)."""
+
+    stdout: asyncio.StreamReader
+    stderr: asyncio.StreamReader | None
+    stdin: asyncio.StreamWriter | None
+    console: Console | None = None
 
 
 UPDATABLE = ("BlkioWeight", "CpuShares", "CpuPeriod", "CpuQuota", "CpuRealtimePeriod", "CpuRealtimeRuntime",
@@ -72,6 +85,11 @@ UPDATABLE = ("BlkioWeight", "CpuShares", "CpuPeriod", "CpuQuota", "CpuRealtimePe
 """The HostConfig fields ``docker update`` may change (others in the body are ignored, as by dockerd)."""
 
 UNIX_EPOCH = "1970-01-01T00:00:00Z"
+
+
+async def _drain(reader: asyncio.StreamReader) -> None:
+    while await reader.read(1 << 16):
+        pass
 
 
 def _tree_size(top: str) -> int:
@@ -707,9 +725,11 @@ class ContainerService:
         except KeyError as exc:
             raise NotFound(f"No such exec instance: {exec_id}") from exc
 
-    async def exec_start(self, exec_id: str) -> asyncio.subprocess.Process:
+    async def exec_start(self, exec_id: str, *, detach: bool = False) -> ExecStreams:
         """Start the exec'd process (through the runtime's ``exec``, joining every namespace and the
-        cgroup of the container) with pipes for stdin/stdout/stderr; a tty is proxied by the runtime.
+        cgroup of the container). Without a tty its stdin/stdout/stderr are pipes; with one, the runtime
+        hands us the pty master over a console socket, so ``exec_resize`` can size it. ``detach``: nobody
+        will read or write; stdin is closed and a terminal's output drained so the process never blocks.
         Raises Conflict if it already ran or the container stopped."""
         instance = self.exec_get(exec_id)
         if instance.started:
@@ -726,14 +746,25 @@ class ContainerService:
             argv += ["--cwd", instance.workdir]
         for item in instance.env:
             argv += ["--env", item]
-        if instance.tty:
-            argv.append("--tty")
-        argv += [record.id, *instance.cmd]
         instance.started = True
-        process = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        instance.running = True
-        instance.pid = process.pid
+        console_socket = None
+        if instance.tty:
+            os.makedirs(self.runtime_root, mode=0o700, exist_ok=True)
+            console_socket = ConsoleSocket(os.path.join(self.runtime_root, f"exec-{exec_id[:16]}.sock"))
+            argv += ["--tty", "--console-socket", console_socket.path]
+        argv += [record.id, *instance.cmd]
+        pipe = asyncio.subprocess.PIPE
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv, stdin=pipe if console_socket is None else asyncio.subprocess.DEVNULL,
+                stdout=pipe if console_socket is None else asyncio.subprocess.DEVNULL, stderr=pipe)
+            instance.running = True
+            instance.pid = process.pid
+            streams = await self._exec_streams(process, console_socket)
+        finally:
+            if console_socket is not None:
+                console_socket.close()
+        instance.console = streams.console
 
         async def reap() -> None:
             instance.exit_code = await process.wait()
@@ -743,7 +774,39 @@ class ContainerService:
 
         instance.waiter = asyncio.ensure_future(reap())
         self.events.emit("container", f"exec_start: {' '.join(instance.cmd)}", record.id, {"name": record.name})
-        return process
+        if detach:
+            if streams.console is not None:
+                self._in_background(_drain(streams.stdout))
+            elif streams.stdin is not None:
+                streams.stdin.close()
+        return streams
+
+    @staticmethod
+    async def _exec_streams(process: asyncio.subprocess.Process, console_socket: ConsoleSocket | None
+                            ) -> ExecStreams:
+        assert process.stderr is not None
+        if console_socket is None:
+            assert process.stdout is not None and process.stdin is not None
+            return ExecStreams(process.stdout, process.stderr, process.stdin)
+        receiving = asyncio.ensure_future(console_socket.receive())
+        exited = asyncio.ensure_future(process.wait())
+        await asyncio.wait({receiving, exited}, return_when=asyncio.FIRST_COMPLETED)
+        if receiving.done() and receiving.exception() is None:
+            exited.cancel()
+            console = await Console.open(receiving.result())
+            return ExecStreams(console.reader, None, console.writer, console)
+        receiving.cancel()  # the runtime failed before it made the terminal: its message is the output
+        failure = asyncio.StreamReader()
+        failure.feed_data(await process.stderr.read())
+        failure.feed_eof()
+        return ExecStreams(failure, None, None)
+
+    async def exec_resize(self, exec_id: str, height: int, width: int) -> None:
+        """``POST /exec/{id}/resize``. Raises NotFound, Conflict for an exec without a running tty."""
+        instance = self.exec_get(exec_id)
+        if instance.console is None or not instance.running:
+            raise Conflict(f"exec {exec_id} has no running terminal")
+        instance.console.resize(height, width)
 
     def exec_inspect(self, exec_id: str) -> dict[str, Any]:
         """``GET /exec/{id}/json``."""
