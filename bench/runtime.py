@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def forkserver_setup() -> tuple[Invoke, Callable[[], None]]:
             try:
-                from backend.engine.runtime.forkserver import ForkServer
+                from backend.engine.runtime.forkserver_client import ForkServer
             except ImportError as exc:
                 raise VariantUnavailable(f"backend.engine.runtime.forkserver not importable: {exc}") from None
             server = ForkServer.start(str(work / "forkserver"))

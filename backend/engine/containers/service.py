@@ -24,6 +24,7 @@ from typing import Any
 
 from backend.engine.containers.console import Console, ConsoleSocket
 from backend.engine.containers.create_request import CreateRequest, parse_create_request, validate_signal
+from backend.engine.containers.mounts import ContainerMounts
 from backend.engine.containers.oci_spec import build_oci_spec, default_init_binary, resolve_user
 from backend.engine.containers.restart import (
     next_delay,
@@ -40,10 +41,12 @@ from backend.engine.images.layer_store import chain_ids
 from backend.engine.images.overlay import mount_rootfs, unmount_rootfs
 from backend.engine.images.service import ImageService
 from backend.engine.runtime.cgroups import open_cgroup, parse_resources
+from backend.engine.runtime.forkserver_client import IdleForkServer
 from backend.engine.runtime.logfile import LogEntry, read_logs
 from backend.engine.runtime.monitor import LOG_NAME, write_json_atomic
 from backend.engine.runtime.monitor_client import MonitorHandle, MonitorState
 from backend.engine.system import ContainerCounts
+from backend.engine.volumes.service import VolumeService
 
 DEFAULT_CGROUP_PARENT = "/berth"
 
@@ -106,14 +109,18 @@ class ContainerService:
 
     def __init__(self, root: str, images: ImageService, events: EventBus, *, runtime: str,
                  runtime_root: str, cgroup_parent: str = DEFAULT_CGROUP_PARENT,
-                 init_binary: str | None = None) -> None:
+                 init_binary: str | None = None, volumes: VolumeService | None = None) -> None:
         self.store = ContainerStore(root)
+        self.mounts = ContainerMounts(self.store, volumes)
         self.images = images
         self.events = events
         self.runtime = runtime
         self.runtime_root = runtime_root
         self.cgroup_parent = "/" + cgroup_parent.strip("/")
         self.init_binary = init_binary
+        # berth-runtime runs warm: monitors are forked from a fork server and run its verbs in-process.
+        self._fork_server = (IdleForkServer(os.path.join(runtime_root, "forkserver"))
+                             if os.path.basename(runtime) == "berth-runtime" else None)
         self._lock = asyncio.Lock()
         self._exits: dict[str, asyncio.Event] = {}
         self._watchers: dict[str, asyncio.Future[None]] = {}
@@ -162,8 +169,9 @@ class ContainerService:
                 chain = list(reversed(chain_ids(image.diff_ids)))
                 merged = await asyncio.to_thread(mount_rootfs, self.images.layers, chain, paths["fs"])
                 mounted = True
+                mounts = await self.mounts.prepare(cid, req, config, merged)
                 spec = build_oci_spec(req, config, merged, container_id=cid, cgroups_path=f"{self.cgroup_parent}/{cid}",
-                                      init_binary=self.init_binary or default_init_binary())
+                                      init_binary=self.init_binary or default_init_binary(), mounts=mounts)
                 with open(os.path.join(paths["bundle"], "config.json"), "w") as f:
                     json.dump(spec, f)
                 process: dict[str, Any] = spec["process"]
@@ -175,6 +183,7 @@ class ContainerService:
             except BaseException:
                 if mounted:
                     unmount_rootfs(paths["fs"])
+                self.mounts.release(cid, remove_anonymous=True)
                 self.store.remove(cid)
                 raise
         self.events.emit("container", "create", cid, {"name": container_name, "image": req.image})
@@ -214,7 +223,7 @@ class ContainerService:
                 "MergedDir": os.path.join(self._paths(record.id)["fs"], "merged"),
                 "UpperDir": os.path.join(self._paths(record.id)["fs"], "upper"),
                 "WorkDir": os.path.join(self._paths(record.id)["fs"], "work")}},
-            "Mounts": [], "NetworkSettings": {"Networks": {}, "Ports": {}},
+            "Mounts": self.mounts.inspect(record.id), "NetworkSettings": {"Networks": {}, "Ports": {}},
         }
 
     async def update(self, ref: str, body: object) -> list[str]:
@@ -287,9 +296,9 @@ class ContainerService:
             self.store.rename(record, new_name)
         self.events.emit("container", "rename", record.id, {"name": record.name, "oldName": "/" + old})
 
-    async def remove(self, ref: str, *, force: bool = False) -> None:
-        """``docker rm``: remove a stopped container, or with ``force`` kill a running one first.
-        Raises Conflict for a running container without ``force``."""
+    async def remove(self, ref: str, *, force: bool = False, volumes: bool = False) -> None:
+        """``docker rm``: remove a stopped container, or with ``force`` kill a running one first; with
+        ``volumes`` also its anonymous volumes. Raises Conflict for a running container without ``force``."""
         if force:
             record = self.store.get(ref)
             if record.state.status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED):
@@ -312,6 +321,7 @@ class ContainerService:
                         os.kill(pid, signal.SIGKILL)
                     await monitor.wait()
             await asyncio.to_thread(unmount_rootfs, self._paths(record.id)["fs"])
+            self.mounts.release(record.id, remove_anonymous=volumes)
             self.store.remove(record.id)
         self.events.emit("container", "destroy", record.id, {"name": record.name, "image": record.image})
 
@@ -332,10 +342,15 @@ class ContainerService:
                 if not previous.alive():
                     break
                 await asyncio.sleep(0.02)
-        return await asyncio.to_thread(
+        fork_server = self._fork_server
+        monitor = await asyncio.to_thread(
             MonitorHandle.spawn, paths["monitor"], record.id, paths["bundle"], self.runtime,
             runtime_root=self.runtime_root, tty=request.tty, stdin=request.open_stdin,
-            stdin_once=request.stdin_once)
+            stdin_once=request.stdin_once, fork_server=fork_server.get() if fork_server else None)
+        if fork_server is not None:
+            asyncio.get_running_loop().call_later(
+                fork_server.idle_timeout + 1, lambda: self._in_background(asyncio.to_thread(fork_server.stop_if_idle)))
+        return monitor
 
     async def _prepared(self, record: ContainerRecord) -> MonitorHandle:
         """The monitor holding the created (not yet started) container, spawning one if needed."""
@@ -396,7 +411,7 @@ class ContainerService:
         self._exits[record.id].set()
         if (record.request.get("HostConfig") or {}).get("AutoRemove"):
             with contextlib.suppress(Exception):
-                await self.remove(record.id)
+                await self.remove(record.id, volumes=True)
             return
         await self._apply_restart_policy(record)
 
@@ -465,6 +480,8 @@ class ContainerService:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._fork_server is not None:
+            await asyncio.to_thread(self._fork_server.close)
 
     def recover_running(self) -> None:
         """Live restore (call from the event loop at start-up): watch again the monitors of containers

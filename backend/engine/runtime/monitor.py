@@ -6,7 +6,10 @@ container runs. It is started by the engine (``monitor_client.MonitorHandle.spaw
 
     python -m backend.engine.runtime.monitor --dir STATE_DIR --id ID --bundle BUNDLE --runtime RUNTIME
         [--runtime-root R] [--tty] [--stdin] [--stdin-once] [--log-max-size BYTES] [--log-max-files N]
-        [--ready-fd FD] [--foreground]
+        [--ready-fd FD] [--foreground] [--runtime-inproc]
+
+With ``--runtime-inproc`` (for berth-runtime only) the runtime's verbs run in forked children of the
+monitor instead of new processes.
 
 Unless ``--foreground``, it daemonizes (fork, setsid, fork; stdin/stdout on /dev/null, stderr appended
 to ``STATE_DIR/monitor.log``). Its working directory is ``STATE_DIR``. It becomes a child subreaper,
@@ -70,6 +73,7 @@ argparse or subprocess) plus ``logfile`` and ``syscalls``; its event loop is a p
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -114,10 +118,12 @@ _ERR = select.EPOLLERR | select.EPOLLHUP
 # Every signal is reset to its default for a spawned runtime, so that the container does not inherit
 # what the monitor (or whoever started it) ignores: Python ignores SIGPIPE and SIGXFSZ, the monitor SIGINT
 # and SIGHUP, and a background shell SIGQUIT.
+MONITOR_COMM = b"berth-monitor"
+"""The monitor's process name (``/proc/PID/comm``), also when forked from the fork server."""
 _RESET_SIGNALS = tuple(sorted(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}))
 _USAGE = ("usage: python -m backend.engine.runtime.monitor --dir DIR --id ID --bundle BUNDLE --runtime PATH "
           "[--runtime-root R] [--tty] [--stdin] [--stdin-once] [--log-max-size BYTES] [--log-max-files N] "
-          "[--ready-fd FD] [--foreground]")
+          "[--ready-fd FD] [--foreground] [--runtime-inproc]")
 
 
 class UsageError(Exception):
@@ -127,12 +133,13 @@ class UsageError(Exception):
 class MonitorConfig:
     """What one monitor runs. ``log_max_size`` <= 0: no rotation; ``log_max_files`` counts all files."""
 
-    __slots__ = ("bundle", "container_id", "log_max_files", "log_max_size", "runtime", "runtime_root",
+    __slots__ = ("bundle", "container_id", "inproc", "log_max_files", "log_max_size", "runtime", "runtime_root",
                  "state_dir", "stdin", "stdin_once", "tty")
 
     def __init__(self, state_dir: str, container_id: str, bundle: str, runtime: str, *,
                  runtime_root: str | None = None, tty: bool = False, stdin: bool = False,
-                 stdin_once: bool = False, log_max_size: int = 0, log_max_files: int = 1) -> None:
+                 stdin_once: bool = False, log_max_size: int = 0, log_max_files: int = 1,
+                 inproc: bool = False) -> None:
         if log_max_files < 1:
             raise UsageError("--log-max-files must be at least 1")
         self.state_dir = os.path.abspath(state_dir)
@@ -145,6 +152,7 @@ class MonitorConfig:
         self.stdin_once = stdin_once
         self.log_max_size = log_max_size
         self.log_max_files = log_max_files
+        self.inproc = inproc
 
     def argv(self) -> list[str]:
         """The command-line flags that describe this configuration (for ``parse_args``)."""
@@ -153,7 +161,7 @@ class MonitorConfig:
         if self.runtime_root:
             args += ["--runtime-root", self.runtime_root]
         args += [flag for flag, on in (("--tty", self.tty), ("--stdin", self.stdin),
-                                       ("--stdin-once", self.stdin_once)) if on]
+                                       ("--stdin-once", self.stdin_once), ("--runtime-inproc", self.inproc)) if on]
         return [*args, "--log-max-size", str(self.log_max_size), "--log-max-files", str(self.log_max_files)]
 
 
@@ -163,7 +171,7 @@ def parse_args(argv: Sequence[str]) -> tuple[MonitorConfig, int | None, bool]:
     flags: set[str] = set()
     with_value = {"--dir", "--id", "--bundle", "--runtime", "--runtime-root", "--log-max-size",
                   "--log-max-files", "--ready-fd"}
-    booleans = {"--tty", "--stdin", "--stdin-once", "--foreground"}
+    booleans = {"--tty", "--stdin", "--stdin-once", "--foreground", "--runtime-inproc"}
     items = list(argv)
     i = 0
     while i < len(items):
@@ -192,7 +200,7 @@ def parse_args(argv: Sequence[str]) -> tuple[MonitorConfig, int | None, bool]:
     config = MonitorConfig(values["--dir"], values["--id"], values["--bundle"], values["--runtime"],
                            runtime_root=values.get("--runtime-root"), tty="--tty" in flags,
                            stdin="--stdin" in flags, stdin_once="--stdin-once" in flags,
-                           log_max_size=size, log_max_files=files)
+                           log_max_size=size, log_max_files=files, inproc="--runtime-inproc" in flags)
     return config, ready, "--foreground" in flags
 
 
@@ -437,6 +445,8 @@ class Monitor:
             os.set_inheritable(self.ready_fd, False)
         write_json_atomic(os.path.join(self.dir, MONITOR_PID_NAME), os.getpid())
         syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+        with contextlib.suppress(OSError), open("/proc/self/comm", "wb") as comm:
+            comm.write(MONITOR_COMM)
         os.set_blocking(self.wakeup_w, False)
         os.set_blocking(self.wakeup_r, False)
         signal.set_wakeup_fd(self.wakeup_w, warn_on_full_buffer=False)
@@ -532,9 +542,33 @@ class Monitor:
         return [*argv, "--log", self.runtime_log, "--log-format", "json", *verb]
 
     def _spawn(self, argv: list[str], stdio: tuple[int, int, int]) -> int:
+        if self.cfg.inproc:
+            return self._fork_runtime(argv[1:], stdio)
         actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(stdio)]
         return os.posix_spawnp(argv[0], argv, os.environ, file_actions=actions,
                                setsigdef=_RESET_SIGNALS, setsigmask=())
+
+    def _fork_runtime(self, argv: list[str], stdio: tuple[int, int, int]) -> int:
+        """``--runtime-inproc``: run berth-runtime's CLI in a forked child of this process (no interpreter
+        start-up; warm when this monitor was forked from the fork server). The container's init, forked
+        by it, is reparented to this monitor (a subreaper) as with a separate runtime process."""
+        from backend.engine.runtime.forkserver import run_command
+
+        pid = os.fork()
+        if pid:
+            return pid
+        code = 1
+        try:
+            signal.set_wakeup_fd(-1)
+            for sig in _RESET_SIGNALS:
+                with contextlib.suppress(OSError, ValueError):
+                    signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, ())
+            for target, fd in enumerate(stdio):
+                os.dup2(fd, target)
+            code = run_command(argv)
+        finally:
+            os._exit(code & 0xFF)
 
     def _job(self, verb: Sequence[str], on_done: Callable[[int, bytes, bytes], None], *,
              stdio: tuple[int, int, int] | None = None, capture_stdout: bool = False) -> _Job:
@@ -1243,6 +1277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"monitor: {exc}\n{_USAGE}", file=sys.stderr)
         return 2
+    if ready_fd is not None and ready_fd <= 2:  # given as stdio (by the fork server): keep it past daemonize
+        ready_fd = os.dup(ready_fd)
     if not foreground:
         daemonize(config.state_dir)
     try:

@@ -26,13 +26,14 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backend.engine.errors import Conflict, EngineError, InvalidParameter, NotFound, Unavailable
 from backend.engine.runtime.monitor import (
     CONTAINER_PID_NAME,
     EXIT_NAME,
     LOG_NAME,
+    MONITOR_COMM,
     MONITOR_LOG_NAME,
     MONITOR_PID_NAME,
     SOCKET_NAME,
@@ -41,6 +42,9 @@ from backend.engine.runtime.monitor import (
     UsageError,
     process_start_ticks,
 )
+
+if TYPE_CHECKING:
+    from backend.engine.runtime.forkserver_client import ForkServer
 
 __all__ = ["ExitStatus", "MonitorGone", "MonitorHandle", "MonitorState", "MonitorStatus", "read_output"]
 
@@ -160,8 +164,13 @@ class MonitorHandle:
     def spawn(cls, state_dir: str, container_id: str, bundle: str, runtime: str, *,
               runtime_root: str | None = None, tty: bool = False, stdin: bool = False,
               stdin_once: bool = False, log_max_size: int = 0, log_max_files: int = 1,
-              python: str = sys.executable, timeout: float = 60.0) -> MonitorHandle:
+              python: str = sys.executable, timeout: float = 60.0,
+              fork_server: ForkServer | None = None) -> MonitorHandle:
         """Start a daemonized monitor that creates the container; return once it is created.
+
+        With ``fork_server`` (only for berth-runtime as the runtime) the monitor is forked from that warm
+        process and runs the runtime's verbs in-process (``--runtime-inproc``): no interpreter start-up
+        on the way. Otherwise it is a new ``python -S`` process.
 
         Blocks (up to ``timeout`` seconds) while the runtime creates the container; call it through
         ``asyncio.to_thread`` from async code. Raises Conflict if a live monitor already owns
@@ -177,31 +186,17 @@ class MonitorHandle:
         try:
             config = MonitorConfig(state_dir, container_id, bundle, runtime, runtime_root=runtime_root, tty=tty,
                                    stdin=stdin, stdin_once=stdin_once, log_max_size=log_max_size,
-                                   log_max_files=log_max_files)
+                                   log_max_files=log_max_files, inproc=fork_server is not None)
         except UsageError as exc:
             raise InvalidParameter(str(exc)) from exc
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (_project_root(), env.get("PYTHONPATH")) if p)
         ready_r, ready_w = os.pipe()
-        try:
-            argv = [python, "-S", "-c", _BOOT, *config.argv(), "--ready-fd", str(ready_w)]
-            with open(os.path.join(state_dir, MONITOR_LOG_NAME), "ab") as log:
-                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-                                        pass_fds=(ready_w,), env=env, cwd="/")
-        except OSError as exc:
-            os.close(ready_r)
-            raise Unavailable(f"cannot start the monitor ({python}): {exc.strerror}") from exc
-        finally:
-            os.close(ready_w)
         deadline = time.monotonic() + timeout
-        code = -1
         try:
-            code = proc.wait(timeout)  # the first process exits as soon as the daemon is forked
-            report = cls._read_report(ready_r, deadline)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            report = b""
+            if fork_server is not None:
+                code = cls._fork_monitor(fork_server, config, state_dir, ready_w)
+                report = cls._read_report(ready_r, deadline)
+            else:
+                code, report = cls._exec_monitor(python, config, state_dir, ready_w, ready_r, timeout, deadline)
         finally:
             os.close(ready_r)
         log_path = os.path.join(state_dir, MONITOR_LOG_NAME)
@@ -222,6 +217,40 @@ class MonitorHandle:
         if handle is None:
             raise Unavailable(f"the monitor of {container_id} wrote no {STATUS_NAME}")
         return handle
+
+    @staticmethod
+    def _fork_monitor(fork_server: ForkServer, config: MonitorConfig, state_dir: str, ready_w: int) -> int:
+        """The monitor as a child of the fork server, its report on ``ready_w`` (given as its stdout; closed
+        here)."""
+        try:
+            with open(os.path.join(state_dir, MONITOR_LOG_NAME), "ab") as log, open(os.devnull, "rb") as null:
+                return fork_server.run(["monitor", *config.argv(), "--ready-fd", "1"], stdin=null.fileno(),
+                                       stdout=ready_w, stderr=log.fileno())
+        finally:
+            os.close(ready_w)
+
+    @classmethod
+    def _exec_monitor(cls, python: str, config: MonitorConfig, state_dir: str, ready_w: int, ready_r: int,
+                      timeout: float, deadline: float) -> tuple[int, bytes]:
+        """The monitor as a new ``python -S`` process; closes ``ready_w``. Returns (exit code, report)."""
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_project_root(), env.get("PYTHONPATH")) if p)
+        try:
+            argv = [python, "-S", "-c", _BOOT, *config.argv(), "--ready-fd", str(ready_w)]
+            with open(os.path.join(state_dir, MONITOR_LOG_NAME), "ab") as log:
+                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                                        pass_fds=(ready_w,), env=env, cwd="/")
+        except OSError as exc:
+            raise Unavailable(f"cannot start the monitor ({python}): {exc.strerror}") from exc
+        finally:
+            os.close(ready_w)
+        try:
+            code = proc.wait(timeout)  # the first process exits as soon as the daemon is forked
+            return code, cls._read_report(ready_r, deadline)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return -1, b""
 
     @staticmethod
     def _read_report(fd: int, deadline: float) -> bytes:
@@ -250,9 +279,11 @@ class MonitorHandle:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 cmdline = f.read()
+            with open(f"/proc/{pid}/comm", "rb") as f:
+                comm = f.read().strip()
         except OSError:
             return
-        if b"backend.engine.runtime.monitor" in cmdline and state_dir.encode() in cmdline:
+        if comm == MONITOR_COMM or (b"backend.engine.runtime.monitor" in cmdline and state_dir.encode() in cmdline):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:

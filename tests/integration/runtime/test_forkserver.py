@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from backend.engine.errors import Unavailable
-from backend.engine.runtime.forkserver import ForkServer
+from backend.engine.runtime.forkserver_client import ForkServer
 from tests.integration.runtime.harness import BundleFactory
 
 pytestmark = pytest.mark.root
