@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import pty
 import secrets
 import select
 import signal
+import struct
 import subprocess
 import tarfile
+import termios
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -317,6 +320,22 @@ def test_bad_input_is_one_line_and_the_daemon_stays_up(berthd_with_busybox: Bert
     assert daemon.berth("version", "--format", "{{.Server.Version}}").stdout.strip()
 
 
+def test_update_wait_kill_and_start_attached(berthd_with_busybox: Berthd, sleeper: str) -> None:
+    daemon = berthd_with_busybox
+    assert daemon.berth("update", "-m", "64m", "--restart", "on-failure:2", sleeper).stdout == sleeper + "\n"
+    assert daemon.berth("inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.RestartPolicy.Name}}",
+                        sleeper).stdout == "67108864 on-failure\n"
+    assert daemon.berth("update", sleeper, check=False).returncode == 125
+    daemon.berth("update", "--restart", "no", sleeper)
+    daemon.berth("kill", sleeper)
+    assert daemon.berth("wait", sleeper).stdout == "137\n"
+    name = unique("attached")
+    daemon.berth("create", "--name", name, "busybox", "sh", "-c", "echo started; exit 5")
+    result = daemon.berth("start", "-a", name, check=False)
+    assert (result.returncode, result.stdout) == (5, "started\n")
+    daemon.berth("rm", name)
+
+
 def test_container_prune(berthd_with_busybox: Berthd) -> None:
     daemon = berthd_with_busybox
     name = unique("prune")
@@ -343,10 +362,13 @@ def _read_until(fd: int, buffer: bytearray, token: bytes, timeout: float = 15) -
 
 
 def test_interactive_shell_through_a_pty(berthd_with_busybox: Berthd) -> None:
+    """`run -it` on a terminal: raw mode, typed input echoed by the container's pty, the size sent at start
+    and on SIGWINCH, the shell's exit code as berth's."""
     name = unique("it")
     pid, fd = pty.fork()
     if pid == 0:  # the child: berth on the pty
         try:
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
             os.execve(str(BIN / "berth"), ["berth", "run", "-it", "--rm", "--name", name, "busybox", "sh"],
                       berthd_with_busybox.env)
         finally:
@@ -356,6 +378,12 @@ def test_interactive_shell_through_a_pty(berthd_with_busybox: Berthd) -> None:
         assert _read_until(fd, output, b"# "), output
         os.write(fd, b"echo hel''lo\r")
         assert _read_until(fd, output, b"hello\r\n"), output
+        os.write(fd, b"stty size\r")
+        assert _read_until(fd, output, b"30 100\r\n"), output
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # the kernel sends SIGWINCH
+        time.sleep(0.5)
+        os.write(fd, b"stty size\r")
+        assert _read_until(fd, output, b"40 120\r\n"), output
         os.write(fd, b"exit 3\r")
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
