@@ -23,7 +23,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from aiohttp import web
@@ -33,13 +33,15 @@ from backend.engine.errors import EngineError, InvalidParameter, Unavailable
 from backend.engine.events import EventBus
 from backend.engine.images.service import ImageService
 from backend.engine.registry.auth import CredentialSource
-from backend.engine.registry.client import RegistryClient
 from backend.engine.system import SystemService
 from backend.server.app import create_app, make_runner
 from backend.server.context import ServerContext
 from backend.server.routes_archive import routes as archive_routes
 from backend.server.routes_containers import routes as container_routes
 from backend.server.routes_containers import rows_with_size
+
+if TYPE_CHECKING:
+    from backend.engine.registry.client import RegistryClient
 
 DEFAULT_CONFIG = "/etc/berth/daemon.yaml"
 DEFAULT_SOCKET = "unix:///run/berth/berth.sock"
@@ -150,13 +152,14 @@ def open_socket(path: str, group: str) -> socket.socket:
 
 async def serve(config: DaemonConfig) -> None:
     """Run until SIGTERM/SIGINT."""
-    images = ImageService(os.path.join(config.data_root, "image"),
-                          RegistryClient(insecure_registries=config.insecure_registries))
+    def registry_for(credentials: CredentialSource | None = None) -> RegistryClient:
+        from backend.engine.registry.client import RegistryClient  # loaded on the first registry request
+
+        return RegistryClient(credentials=credentials, insecure_registries=config.insecure_registries)
+
+    images = ImageService(os.path.join(config.data_root, "image"), registry_for)
     images.recover()
     events = EventBus()
-
-    def registry_for(credentials: CredentialSource) -> RegistryClient:
-        return RegistryClient(credentials=credentials, insecure_registries=config.insecure_registries)
 
     runtime = config.default_runtime or os.path.join(os.path.dirname(sys.executable), "berth-runtime")
     containers = ContainerService(os.path.join(config.data_root, "containers"), images, events,

@@ -8,19 +8,20 @@ not depend on it.
 from __future__ import annotations
 
 import contextlib
-import copy
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from backend.engine.events import EventBus
 from backend.engine.images.service import ImageService
 from backend.engine.registry.auth import Credentials, CredentialSource, StaticCredentials
-from backend.engine.registry.client import RegistryClient
 from backend.engine.system import SystemService
+
+if TYPE_CHECKING:
+    from backend.engine.registry.client import RegistryClient
 
 ContainerRows = list[dict[str, Any]]
 ContainerRowsFn = Callable[[], "ContainerRows | Awaitable[ContainerRows]"]
@@ -60,6 +61,7 @@ class ServerContext:
     events: EventBus
     image_in_use: Callable[[str], bool] = _never_in_use
     container_rows: ContainerRowsFn = _no_rows
+    volume_rows: Callable[[], list[dict[str, Any]]] = _no_rows
     registry_for: Callable[[CredentialSource], RegistryClient] | None = None
 
     @contextlib.asynccontextmanager
@@ -74,10 +76,8 @@ class ServerContext:
             yield self.images
             return
         client = self.registry_for(_OneCredential(credentials))
-        scoped = copy.copy(self.images)
-        scoped.registry = client
         try:
-            yield scoped
+            yield self.images.with_registry(client)
         finally:
             await client.aclose()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -17,7 +17,6 @@ from backend.engine.images.image_store import ImageRecord
 from backend.engine.images.reference import parse_reference
 from backend.engine.images.service import HistoryEntry, ImageSummary, Progress, host_platform
 from backend.engine.registry.auth import Credentials
-from backend.engine.registry.client import SearchResult
 from backend.engine.registry.manifest import Platform
 from backend.server.context import CONTEXT, ServerContext
 from backend.server.params import parse_filters, query_bool, query_int, registry_auth
@@ -30,6 +29,9 @@ from backend.server.streams import (
     stream_archive,
 )
 from backend.server.versioning import add_route
+
+if TYPE_CHECKING:
+    from backend.engine.registry.client import SearchResult
 
 _PUSHED_RE = re.compile(r"^(?P<tag>\S+): digest: (?P<digest>\S+) size: (?P<size>\d+)$")
 

@@ -8,6 +8,7 @@ and tags) and a registry client. Everything it reports goes through ``progress``
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import datetime
 import fnmatch
@@ -19,7 +20,7 @@ import tarfile
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from backend.engine.errors import Conflict, InvalidParameter, NotFound
 from backend.engine.images.archive import LoadedImage, SavedImage, decompressed, read_archive, write_archive
@@ -29,7 +30,10 @@ from backend.engine.images.image_store import ImageRecord, ImageStore
 from backend.engine.images.layer_store import LayerStore, chain_ids
 from backend.engine.images.layers import apply_layer, detect_compression
 from backend.engine.images.reference import Reference, is_full_image_id, parse_reference
-from backend.engine.registry.client import Descriptor, Manifest, Platform, RegistryClient, SearchResult
+from backend.engine.registry.manifest import Descriptor, Manifest, Platform
+
+if TYPE_CHECKING:
+    from backend.engine.registry.client import RegistryClient, SearchResult
 
 MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
@@ -157,13 +161,28 @@ def _config_type(layers: list[Descriptor]) -> str:
 class ImageService:
     """Images under ``root`` (``<data-root>/image``)."""
 
-    def __init__(self, root: str, registry: RegistryClient) -> None:
+    def __init__(self, root: str, registry: RegistryClient | Callable[[], RegistryClient]) -> None:
+        """``registry``: the client for pulls, pushes and searches, or a function making it on first use
+        (berthd passes one, so an engine that never talks to a registry never loads the HTTP client)."""
         self.root = root
         self.content = ContentStore(os.path.join(root, "content"))
         self.layers = LayerStore(os.path.join(root, "overlay"))
         self.images = ImageStore(os.path.join(root, "meta"))
-        self.registry = registry
+        self._registry = registry
         self._lock = asyncio.Lock()
+
+    @property
+    def registry(self) -> RegistryClient:
+        if callable(self._registry):
+            self._registry = self._registry()
+        return self._registry
+
+    def with_registry(self, registry: RegistryClient) -> ImageService:
+        """A view of this service sharing every store and lock, talking to registries through ``registry``
+        (a client with one request's credentials)."""
+        scoped = copy.copy(self)
+        scoped._registry = registry
+        return scoped
 
     def recover(self) -> None:
         """Finish what a crash interrupted (call once at start-up)."""
