@@ -1,0 +1,138 @@
+"""Published ports: ``-p`` specs and ``PortBindings`` validated with Docker's messages, and host ports
+reserved.
+
+A published port is reserved by a socket bound (not listening) to the host address and port for as long as
+the mapping exists: another process cannot take the port, and a clash is reported as dockerd reports it.
+Traffic itself goes through kernel DNAT (``nat.py``), loopback included. A random host port is the one the
+kernel gives a socket bound to port 0 (or the first free one of a host port range).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import socket
+from dataclasses import dataclass
+
+from backend.engine.errors import InvalidParameter, Unavailable
+
+PROTOCOLS = ("tcp", "udp", "sctp")
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    """One mapping of a ``-p`` spec: host ports 0-0 mean a random one."""
+
+    host_ip: str
+    host_start: int
+    host_end: int
+    container_port: int
+    protocol: str
+
+
+def parse_range(text: str) -> tuple[int, int]:
+    """``"80"`` or ``"8000-8010"`` to (start, end). Raises ValueError."""
+    start, sep, end = text.partition("-")
+    first = int(start)
+    last = int(end) if sep else first
+    if not 0 < first <= last <= 65535 or not start.isdigit() or (sep and not end.isdigit()):
+        raise ValueError(text)
+    return first, last
+
+
+def split_proto(text: str) -> tuple[str, str]:
+    """``"80/udp"`` to ("80", "udp"); the protocol defaults to tcp."""
+    port, _, proto = text.partition("/")
+    return port, proto or "tcp"
+
+
+def parse_port_spec(raw: str) -> list[PortSpec]:
+    """A ``-p [ip:][host_port[-end]:]container_port[-end][/proto]`` spec, as Docker's ParsePortSpec reads it.
+    Raises InvalidParameter with Docker's messages."""
+    host_ip, host_port, container = "", "", raw
+    if raw.count(":") >= 1:
+        head, _, container = raw.rpartition(":")
+        host_ip, sep, host_port = head.rpartition(":")
+        if not sep:
+            host_ip, host_port = "", head
+    container, proto = split_proto(container)
+    if host_ip.startswith("["):
+        host_ip = host_ip[1:].rstrip("]")
+    if host_ip:
+        try:
+            ipaddress.ip_address(host_ip)
+        except ValueError as exc:
+            raise InvalidParameter(f"invalid IP address: {host_ip}") from exc
+    if not container:
+        raise InvalidParameter(f"no port specified: {raw}<empty>")
+    try:
+        start, end = parse_range(container)
+    except ValueError as exc:
+        raise InvalidParameter(f"invalid containerPort: {container}") from exc
+    host_start = host_end = 0
+    if host_port:
+        try:
+            host_start, host_end = parse_range(host_port)
+        except ValueError as exc:
+            raise InvalidParameter(f"invalid hostPort: {host_port}") from exc
+        if end - start != host_end - host_start and end != start:
+            raise InvalidParameter(f"invalid ranges specified for container and host Ports: {container} and "
+                                   f"{host_port}")
+    if proto.lower() not in PROTOCOLS:
+        raise InvalidParameter(f"invalid proto: {proto}")
+    if end == start:
+        return [PortSpec(host_ip, host_start, host_end, start, proto.lower())]
+    return [PortSpec(host_ip, host_start + i if host_port else 0, host_start + i if host_port else 0, start + i,
+                     proto.lower()) for i in range(end - start + 1)]
+
+
+def parse_bindings(bindings: dict[str, list[dict[str, str]]], exposed: list[str],
+                   publish_all: bool) -> list[PortSpec]:
+    """The mappings of a create request's ``PortBindings`` (plus every exposed port on a random host port
+    with ``publish_all``), as dockerd checks them. Raises InvalidParameter ("invalid port specification")."""
+    specs: list[PortSpec] = []
+    for key, hosts in bindings.items():
+        port, proto = split_proto(key)
+        try:
+            container_port, last = parse_range(port)
+        except ValueError as exc:
+            raise InvalidParameter(f'invalid port specification: "{port}"') from exc
+        if last != container_port or proto not in PROTOCOLS:
+            raise InvalidParameter(f'invalid port specification: "{key}"')
+        for host in hosts or [{}]:
+            host_ip = str(host.get("HostIp") or "")
+            host_port = str(host.get("HostPort") or "")
+            try:
+                if host_ip:
+                    ipaddress.ip_address(host_ip)
+                start, end = parse_range(host_port) if host_port else (0, 0)
+            except ValueError as exc:
+                raise InvalidParameter(f'invalid port specification: "{host_port or host_ip}"') from exc
+            specs.append(PortSpec(host_ip, start, end, container_port, proto))
+    if publish_all:
+        bound = {(s.container_port, s.protocol) for s in specs}
+        for key in exposed:
+            port, proto = split_proto(key)
+            with contextlib.suppress(ValueError):
+                number = parse_range(port)[0]
+                if (number, proto) not in bound:
+                    specs.append(PortSpec("", 0, 0, number, proto))
+    return specs
+
+
+def reserve(host_ip: str, start: int, end: int, protocol: str) -> tuple[socket.socket, int]:
+    """A socket bound to ``host_ip`` (every IPv4 address if empty) on the first free port of start..end (a
+    random port for 0). Raises Unavailable with Docker's message when taken."""
+    kind = socket.SOCK_DGRAM if protocol == "udp" else socket.SOCK_STREAM
+    family = socket.AF_INET6 if ":" in host_ip else socket.AF_INET
+    address = host_ip or "0.0.0.0"
+    for port in range(start, end + 1):
+        sock = socket.socket(family, kind)
+        try:
+            sock.bind((address, port))
+        except OSError:
+            sock.close()
+            continue
+        return sock, int(sock.getsockname()[1])
+    shown = f"{address}:{start}" if start == end else f"{address}:{start}-{end}"
+    raise Unavailable(f"Bind for {shown} failed: port is already allocated")
