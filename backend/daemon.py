@@ -34,11 +34,14 @@ from backend.engine.events import EventBus
 from backend.engine.images.service import ImageService
 from backend.engine.registry.auth import CredentialSource
 from backend.engine.system import SystemService
+from backend.engine.volumes.service import VolumeService
 from backend.server.app import create_app, make_runner
 from backend.server.context import ServerContext
 from backend.server.routes_archive import routes as archive_routes
 from backend.server.routes_containers import routes as container_routes
 from backend.server.routes_containers import rows_with_size
+from backend.server.routes_volumes import routes as volume_routes
+from backend.server.routes_volumes import volume_rows
 
 if TYPE_CHECKING:
     from backend.engine.registry.client import RegistryClient
@@ -162,15 +165,19 @@ async def serve(config: DaemonConfig) -> None:
     events = EventBus()
 
     runtime = config.default_runtime or os.path.join(os.path.dirname(sys.executable), "berth-runtime")
+    volumes = VolumeService(os.path.join(config.data_root, "volumes"), events,
+                            users=lambda name: containers.mounts.users(name))
     containers = ContainerService(os.path.join(config.data_root, "containers"), images, events,
                                   runtime=runtime, runtime_root=os.path.join(config.exec_root, "runtime"),
-                                  cgroup_parent=config.cgroup_parent)
+                                  cgroup_parent=config.cgroup_parent, volumes=volumes)
     containers.recover()
     containers.recover_running()
     system = SystemService(config.data_root, images, events, containers=containers.counts)
     context = ServerContext(images=images, system=system, events=events, registry_for=registry_for,
-                            image_in_use=containers.in_use(), container_rows=lambda: rows_with_size(containers))
-    app: web.Application = create_app(context, extra_routes=[container_routes(containers), archive_routes(containers)])
+                            image_in_use=containers.in_use(), container_rows=lambda: rows_with_size(containers),
+                            volume_rows=lambda: volume_rows(volumes))
+    app: web.Application = create_app(context, extra_routes=[container_routes(containers), archive_routes(containers),
+                                                                  volume_routes(volumes)])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -156,7 +156,8 @@ async def wait(request: web.Request) -> web.StreamResponse:
 
 
 async def remove(request: web.Request) -> web.Response:
-    await _service(request).remove(request.match_info["id"], force=query_bool(request, "force"))
+    await _service(request).remove(request.match_info["id"], force=query_bool(request, "force"),
+                                   volumes=query_bool(request, "v"))
     return web.Response(status=204)
 
 

@@ -131,7 +131,8 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 
 async def system_df(request: web.Request) -> web.Response:
-    """``GET /system/df``: images (with shared sizes and container counts) and the provider's containers."""
+    """``GET /system/df``: images (with shared sizes and container counts), the providers' containers and
+    volumes."""
     context = request.app[CONTEXT]
     containers = await context.containers()
     usage = context.system.image_disk_usage()
@@ -143,7 +144,7 @@ async def system_df(request: web.Request) -> web.Response:
         row["Containers"] = users.get(image.summary.id, 0)
         images.append(row)
     return web.json_response({"LayersSize": usage.layers_size, "Images": images, "Containers": containers,
-                              "Volumes": [], "BuildCache": []})
+                              "Volumes": context.volume_rows(), "BuildCache": []})
 
 
 def setup(app: web.Application) -> None:

@@ -76,6 +76,9 @@ class CreateRequest:
     shm_size: int = 0
     tmpfs: dict[str, str] = field(default_factory=dict)
     binds: list[str] = field(default_factory=list)
+    mounts: list[dict[str, Any]] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+    volumes_from: list[str] = field(default_factory=list)
     init: bool = False
     network_mode: str = "default"
     sysctls: dict[str, str] = field(default_factory=dict)
@@ -213,6 +216,12 @@ def parse_create_request(body: object, name: str | None = None) -> CreateRequest
     exposed = body.get("ExposedPorts") or {}
     if not isinstance(exposed, dict):
         raise InvalidParameter("ExposedPorts: expected an object")
+    mounts = host.get("Mounts") or []
+    if not isinstance(mounts, list) or not all(isinstance(m, dict) for m in mounts):
+        raise InvalidParameter("Mounts: expected a list of objects")
+    volumes = body.get("Volumes") or {}
+    if not isinstance(volumes, dict):
+        raise InvalidParameter("Volumes: expected an object")
     stop_timeout = body.get("StopTimeout")
     if stop_timeout is not None and (not isinstance(stop_timeout, int) or isinstance(stop_timeout, bool)):
         raise InvalidParameter("StopTimeout: expected an integer")
@@ -252,6 +261,9 @@ def parse_create_request(body: object, name: str | None = None) -> CreateRequest
         shm_size=_int(host, "ShmSize", "HostConfig."),
         tmpfs={str(k): str(v) for k, v in tmpfs.items()},
         binds=_strings(host, "Binds", "HostConfig.") or [],
+        mounts=[dict(m) for m in mounts],
+        volumes=[str(k) for k in volumes],
+        volumes_from=_strings(host, "VolumesFrom", "HostConfig.") or [],
         init=bool(host.get("Init")),
         network_mode=_get(host, "NetworkMode", str, "HostConfig.") or "default",
         sysctls={str(k): str(v) for k, v in sysctls.items()},

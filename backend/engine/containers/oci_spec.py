@@ -13,7 +13,7 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from backend.engine.containers.create_request import CreateRequest
@@ -148,9 +148,11 @@ def default_init_binary() -> str | None:
 
 
 def build_oci_spec(req: CreateRequest, image_config: Mapping[str, Any], rootfs: str, *, container_id: str,
-                   cgroups_path: str, init_binary: str | None = None) -> dict[str, Any]:
+                   cgroups_path: str, init_binary: str | None = None,
+                   mounts: Sequence[Mapping[str, object]] = ()) -> dict[str, Any]:
     """The config.json for the container. With ``req.init``, ``init_binary`` (a static tini) is bind-mounted
-    read-only at /sbin/docker-init and runs as PID 1 (``docker-init -- args``), as Docker does.
+    read-only at /sbin/docker-init and runs as PID 1 (``docker-init -- args``), as Docker does. ``mounts``
+    (volumes and binds) and ``req.tmpfs`` are mounted parents first.
     Raises InvalidParameter for a request the image cannot satisfy, Unavailable for ``--init`` without an
     init binary."""
     image = image_config.get("config") or {}
@@ -168,6 +170,7 @@ def build_oci_spec(req: CreateRequest, image_config: Mapping[str, Any], rootfs: 
     for path, options in req.tmpfs.items():
         opts = ["nosuid", "nodev", "noexec", *[o for o in options.split(",") if o]]
         extra_mounts.append({"destination": path, "type": "tmpfs", "source": "tmpfs", "options": opts})
+    extra_mounts = sorted([*extra_mounts, *map(dict, mounts)], key=lambda m: str(m["destination"]).count("/"))
     args = command(req, image)
     if req.init:
         if not init_binary:
