@@ -3,9 +3,9 @@
 Every rule lives in Berth's own chains, named from a prefix (``BERTH`` for the daemon's default bridge
 ``berth0``; ``BERTH-<bridge>`` for another default bridge, so test daemons never share chains):
 
-- nat ``<P>``: published ports (DNAT), jumped to from PREROUTING and OUTPUT for local destinations. OUTPUT
-  covers 127.0.0.1: the bridge has ``route_localnet`` set and ``<P>-POST`` masquerades local sources leaving
-  through a bridge, as dockerd does without its userland proxy.
+- nat ``<P>``: published ports (DNAT), jumped to from PREROUTING and OUTPUT for local destinations. UDP to
+  127.0.0.1 is DNAT'd too: the bridge has ``route_localnet`` set and ``<P>-POST`` masquerades local sources
+  leaving through a bridge; TCP to loopback goes to Berth's userland proxy instead (``ports.py``).
 - nat ``<P>-POST``: outbound MASQUERADE of each bridge subnet, jumped to from POSTROUTING.
 - filter ``<P>-FWD``: ACCEPT to and from each bridge, jumped to from FORWARD.
 
@@ -14,7 +14,6 @@ Cleanup is deleting the jumps and the chains. Raises Unavailable with iptables' 
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -93,8 +92,12 @@ class Nat:
             self._run("-t", table, "-D", chain, *rule, check=False)
 
     @staticmethod
-    def _port_rule(protocol: str, host_ip: str, host_port: int, address: str, port: int) -> list[str]:
-        where = ["-d", host_ip] if host_ip else []
+    def _port_rule(protocol: str, host_ip: str, host_port: int, address: str, port: int) -> list[str] | None:
+        """The DNAT rule of one published port; TCP to loopback is left to the userland proxy (None for a
+        loopback-only TCP port)."""
+        if protocol == "tcp" and host_ip.startswith("127."):
+            return None
+        where = ["-d", host_ip] if host_ip else (["!", "-d", "127.0.0.0/8"] if protocol == "tcp" else [])
         return ["-p", protocol, *where, "--dport", str(host_port), "-j", "DNAT",
                 "--to-destination", f"{address}:{port}"]
 
@@ -104,6 +107,8 @@ class Nat:
         try:
             for rule in rules:
                 spec = self._port_rule(*rule)
+                if spec is None:
+                    continue
                 self._run("-t", "nat", "-A", self.dnat, *spec)
                 added.append(spec)
         except Unavailable:
@@ -113,5 +118,6 @@ class Nat:
 
     def remove_ports(self, rules: Sequence[tuple[str, str, int, str, int]]) -> None:
         for rule in rules:
-            with contextlib.suppress(Unavailable):
-                self._run("-t", "nat", "-D", self.dnat, *self._port_rule(*rule), check=False)
+            spec = self._port_rule(*rule)
+            if spec is not None:
+                self._run("-t", "nat", "-D", self.dnat, *spec, check=False)

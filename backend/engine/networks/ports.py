@@ -1,22 +1,30 @@
 """Published ports: ``-p`` specs and ``PortBindings`` validated with Docker's messages, and host ports
 reserved.
 
-A published port is reserved by a socket bound (not listening) to the host address and port for as long as
-the mapping exists: another process cannot take the port, and a clash is reported as dockerd reports it.
-Traffic itself goes through kernel DNAT (``nat.py``), loopback included. A random host port is the one the
-kernel gives a socket bound to port 0 (or the first free one of a host port range).
+A published port is reserved by a socket bound to the host address and port for as long as the mapping
+exists: another process cannot take the port, and a clash is reported as dockerd reports it. Traffic to the
+host's addresses goes through kernel DNAT (``nat.py``); TCP to loopback reaches the reserving socket, which
+listens and proxies (:class:`LoopbackProxy`): it accepts at once and connects to the container, retrying
+while the container's server is not listening yet, so a client connecting the moment ``start`` returns is
+served. UDP to loopback is DNAT'd (``route_localnet``). A random host port is the one the kernel gives a
+socket bound to port 0 (or the first free one of a host port range).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import socket
+import time
 from dataclasses import dataclass
 
 from backend.engine.errors import InvalidParameter, Unavailable
 
 PROTOCOLS = ("tcp", "udp", "sctp")
+CONNECT_PATIENCE = 5.0
+"""Seconds the loopback proxy keeps retrying a refused connection to the container."""
+CHUNK = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -136,3 +144,54 @@ def reserve(host_ip: str, start: int, end: int, protocol: str) -> tuple[socket.s
         return sock, int(sock.getsockname()[1])
     shown = f"{address}:{start}" if start == end else f"{address}:{start}-{end}"
     raise Unavailable(f"Bind for {shown} failed: port is already allocated")
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(CHUNK):
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+    except (ConnectionError, OSError):
+        writer.close()
+
+
+class LoopbackProxy:
+    """Serves a reserved TCP socket (see the module docstring) for ``address:port`` in a container."""
+
+    def __init__(self, sock: socket.socket, address: str, port: int) -> None:
+        self.sock = sock
+        self.address = address
+        self.port = port
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self.sock.listen(128)
+        self.sock.setblocking(False)
+        self.server = await asyncio.start_server(self._serve, sock=self.sock, limit=CHUNK)
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        deadline = time.monotonic() + CONNECT_PATIENCE
+        while True:
+            try:
+                return await asyncio.open_connection(self.address, self.port, limit=CHUNK)
+            except ConnectionRefusedError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.005)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await self._connect()
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+        upstream_writer.close()
+        writer.close()
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        self.sock.close()

@@ -32,7 +32,7 @@ from backend.engine.events import EventBus
 from backend.engine.networks import etc_files, ipam, links, netns
 from backend.engine.networks.dns import DnsServer
 from backend.engine.networks.nat import Nat
-from backend.engine.networks.ports import PortSpec, parse_bindings, reserve
+from backend.engine.networks.ports import LoopbackProxy, parse_bindings, reserve
 from backend.engine.networks.store import (
     ActiveEndpoint,
     ContainerNet,
@@ -92,6 +92,23 @@ def default_bridge_name(data_root: str) -> str:
     return "bt" + hashlib.sha256(os.path.abspath(data_root).encode()).hexdigest()[:8]
 
 
+def purge(data_root: str) -> None:
+    """Delete the bridges and NAT chains of the daemon on ``data_root`` (for test fixtures that kill a
+    daemon's containers after stopping it). Blocking; missing pieces are skipped."""
+    store = NetworkStore(os.path.join(data_root, "network"))
+    with contextlib.suppress(OSError, ValueError):
+        store.load()
+    for network in store.networks.values():
+        if network.bridge:
+            links.delete_link(network.bridge)
+    bridge = default_bridge_name(data_root)
+    Nat(_chain_prefix(bridge)).teardown()
+
+
+def _chain_prefix(bridge: str) -> str:
+    return "BERTH" if bridge == "berth0" else f"BERTH-{bridge}"
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
 
@@ -106,11 +123,11 @@ class NetworkService:
         self.events = events
         self.bridge_name = bridge_name
         self.default_subnet = default_subnet
-        self.nat = Nat("BERTH" if bridge_name == "berth0" else f"BERTH-{bridge_name}")
+        self.nat = Nat(_chain_prefix(bridge_name))
         self.dns = DnsServer(self._resolve)
         self.containers: ContainerLookup | None = None
         self._lock = asyncio.Lock()
-        self._reserved: dict[str, list[socket.socket]] = {}
+        self._reserved: dict[str, list[socket.socket | LoopbackProxy]] = {}
 
     # -- start and stop of the daemon ----------------------------------------------------------------
 
@@ -143,10 +160,8 @@ class NetworkService:
         ``recover`` re-adopts them). With no container attached, bridges and chains are deleted too."""
         async with self._lock:
             self.dns.stop_all()
-            for sockets in self._reserved.values():
-                for sock in sockets:
-                    sock.close()
-            self._reserved.clear()
+            for cid in list(self._reserved):
+                self._unreserve(cid)
             if not any(net.active for net in self.store.containers.values()):
                 for network in self._bridges():
                     await asyncio.to_thread(links.delete_link, network.bridge)
@@ -388,6 +403,8 @@ class NetworkService:
             try:
                 await self._attach(cid, net)
             except BaseException:
+                self.dns.stop(cid)
+                self._unreserve(cid)
                 await asyncio.to_thread(self._release, cid, net)
                 self.store.save()
                 raise
@@ -439,17 +456,27 @@ class NetworkService:
         if not specs or not net.active:
             return
         address = next(iter(net.active.values())).address
-        sockets = self._reserved.setdefault(cid, [])
         for spec in specs:
-            await self._reserve_one(cid, net, spec, sockets)
+            if spec.protocol == "sctp":
+                raise InvalidParameter("sctp ports are not supported yet")
+            sock, port = reserve(spec.host_ip, spec.host_start, spec.host_end, spec.protocol)
+            mapping = PortMapping(spec.container_port, spec.protocol, spec.host_ip, port)
+            net.ports.append(mapping)
+            await self._hold(cid, sock, mapping, address)
         await asyncio.to_thread(self.nat.add_ports, _rules(net, address))
 
-    async def _reserve_one(self, cid: str, net: ContainerNet, spec: PortSpec, sockets: list[socket.socket]) -> None:
-        if spec.protocol == "sctp":
-            raise InvalidParameter("sctp ports are not supported yet")
-        sock, port = reserve(spec.host_ip, spec.host_start, spec.host_end, spec.protocol)
-        sockets.append(sock)
-        net.ports.append(PortMapping(spec.container_port, spec.protocol, spec.host_ip, port))
+    async def _hold(self, cid: str, sock: socket.socket, mapping: PortMapping, address: str) -> None:
+        """Keep a port's reserving socket; a TCP one serves loopback clients (``ports.LoopbackProxy``)."""
+        if mapping.protocol != "tcp":
+            self._reserved.setdefault(cid, []).append(sock)
+            return
+        proxy = LoopbackProxy(sock, address, mapping.container_port)
+        self._reserved.setdefault(cid, []).append(proxy)
+        await proxy.start()
+
+    def _unreserve(self, cid: str) -> None:
+        for held in self._reserved.pop(cid, []):
+            held.close()
 
     async def _serve_dns(self, cid: str, net: ContainerNet) -> None:
         if any(not self._network(nid).default for nid in net.active):
@@ -467,22 +494,23 @@ class NetworkService:
     async def _adopt(self, cid: str, net: ContainerNet) -> None:
         """Re-adopt a running container after a daemon restart: reserve its ports again, put its DNAT
         rules back (the chains were flushed), serve its resolver."""
-        sockets = self._reserved.setdefault(cid, [])
+        if not net.active:
+            return
+        address = next(iter(net.active.values())).address
         for mapping in net.ports:
             with contextlib.suppress(Exception):
-                sockets.append(reserve(mapping.host_ip, mapping.host_port, mapping.host_port, mapping.protocol)[0])
-        if net.active:
-            await asyncio.to_thread(self.nat.add_ports, _rules(net, next(iter(net.active.values())).address))
+                sock = reserve(mapping.host_ip, mapping.host_port, mapping.host_port, mapping.protocol)[0]
+                await self._hold(cid, sock, mapping, address)
+        await asyncio.to_thread(self.nat.add_ports, _rules(net, address))
         with contextlib.suppress(Exception):
             await self._serve_dns(cid, net)
 
     def _release(self, cid: str, net: ContainerNet) -> None:
         """Blocking: drop everything the container holds (rules, reservations, veths, namespace,
-        addresses). Idempotent. The resolver must have been stopped (``dns.stop``) by the caller."""
+        addresses). Idempotent. The resolver and the port reservations must have been dropped by the caller
+        (on the event loop: ``dns.stop``, ``_unreserve``)."""
         if net.ports and net.active:
             self.nat.remove_ports(_rules(net, next(iter(net.active.values())).address))
-        for sock in self._reserved.pop(cid, []):
-            sock.close()
         net.ports = []
         for endpoint in net.active.values():
             links.delete_link(_host_veth(endpoint))
@@ -503,6 +531,7 @@ class NetworkService:
             if net is None:
                 return
             self.dns.stop(cid)
+            self._unreserve(cid)
             networks = [self.store.networks[n] for n in net.active if n in self.store.networks]
             await asyncio.to_thread(self._release, cid, net)
             self.store.save()
