@@ -1,11 +1,12 @@
-"""``docker run --rm IMAGE true`` through the stock docker CLI: berthd vs dockerd, side by side.
+"""``docker run --rm IMAGE true``: berthd (docker CLI and berth CLI) vs dockerd, side by side.
 
 Usage (as root): ``.venv/bin/python bench/run.py [-n 10]``
 
 Both engines get the same busybox image (built locally, loaded into each with ``docker load``); each
 iteration is one ``docker run --rm --network none IMAGE true`` timed end to end (CLI start-up
-included). dockerd runs in a network namespace of its own (tests/fixtures/dockerd.py); berthd on a temp
-data root and socket. Prints medians and the ratio berthd/dockerd; never fails on timing.
+included); the berth CLI runs the same command against berthd, its own start-up included. dockerd
+runs in a network namespace of its own (tests/fixtures/dockerd.py); berthd on a temp data root and
+socket. Prints medians and the ratio berthd/dockerd; never fails on timing.
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         run = [docker, "run", "--rm", "--network", "none", IMAGE, "true"]
         _timed(run, env)  # warm
         results["berthd (docker CLI)"] = [_timed(run, env) for _ in range(args.n)]
+        berth_run = [str(Path(sys.executable).parent / "berth"), "-H", f"unix://{work}/berth.sock", *run[1:]]
+        results["berthd (berth CLI)"] = [_timed(berth_run, env) for _ in range(args.n)]
     finally:
         berthd.send_signal(signal.SIGTERM)
         berthd.wait(20)
