@@ -135,7 +135,7 @@ def test_tmpfs_mounts_are_in_memory(berthd_with_busybox: Berthd) -> None:
 def test_volumes_from_and_anonymous_volumes(berthd_with_busybox: Berthd) -> None:
     d = berthd_with_busybox
     d.docker("create", "--name", "vf-data", "-v", "/anon", "-v", "vfnamed:/named", "busybox", "true")
-    anon = [m for m in _mounts(d, "vf-data") if m["Destination"] == "/anon"][0]
+    anon = next(m for m in _mounts(d, "vf-data") if m["Destination"] == "/anon")
     assert anon["Type"] == "volume" and len(anon["Name"]) == 64
     out = d.docker("run", "--rm", "--volumes-from", "vf-data:ro", "busybox", "sh", "-c",
                    "ls -d /anon /named; : > /named/x", check=False)

@@ -21,8 +21,9 @@ VALID = [
     "/hostPath:/containerPath:private", "/hostPath:/containerPath:rprivate", "/hostPath:/containerPath:ro,shared",
     "/hostPath:/containerPath:ro,slave", "/hostPath:/containerPath:ro,private", "/hostPath:/containerPath:ro,z,shared",
     "/hostPath:/containerPath:ro,Z,slave", "/hostPath:/containerPath:Z,ro,slave", "/hostPath:/containerPath:slave,Z,ro",
-    "/hostPath:/containerPath:Z,slave,ro", "/hostPath:/containerPath:slave,ro,Z", "/hostPath:/containerPath:rslave,ro,Z",
-    "/hostPath:/containerPath:ro,rshared,Z", "/hostPath:/containerPath:ro,Z,rprivate", "vol:/data:nocopy",
+    "/hostPath:/containerPath:Z,slave,ro", "/hostPath:/containerPath:slave,ro,Z",
+    "/hostPath:/containerPath:rslave,ro,Z", "/hostPath:/containerPath:ro,rshared,Z",
+    "/hostPath:/containerPath:ro,Z,rprivate", "vol:/data:nocopy",
 ]
 
 INVALID = {
