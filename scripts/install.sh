@@ -17,7 +17,12 @@ fi
 [ -x "$prefix/bin/python" ] || python3 -m venv "$prefix"
 "$prefix/bin/python" -m pip install -q --upgrade pip
 "$prefix/bin/python" -m pip install -q "$src"
-for cmd in berthd berth-runtime; do
+for cmd in berthd berth berth-runtime; do
   ln -sf "$prefix/bin/$cmd" "/usr/local/bin/$cmd"
 done
+# A systemd unit for machines that run systemd (enable it with: systemctl enable --now berthd).
+if [ -d /run/systemd/system ]; then
+  install -m 0644 "$src/packaging/systemd/berthd.service" /etc/systemd/system/berthd.service
+  systemctl daemon-reload
+fi
 echo "Berth installed in $prefix"
