@@ -32,6 +32,7 @@ from backend.engine.containers.service import ContainerService
 from backend.engine.errors import EngineError, InvalidParameter, Unavailable
 from backend.engine.events import EventBus
 from backend.engine.images.service import ImageService
+from backend.engine.networks.service import NetworkService, default_bridge_name
 from backend.engine.registry.auth import CredentialSource
 from backend.engine.system import SystemService
 from backend.engine.volumes.service import VolumeService
@@ -40,6 +41,7 @@ from backend.server.context import ServerContext
 from backend.server.routes_archive import routes as archive_routes
 from backend.server.routes_containers import routes as container_routes
 from backend.server.routes_containers import rows_with_size
+from backend.server.routes_networks import routes as network_routes
 from backend.server.routes_volumes import routes as volume_routes
 from backend.server.routes_volumes import volume_rows
 
@@ -65,6 +67,8 @@ class DaemonConfig:
     insecure_registries: list[str] = field(default_factory=list)
     default_runtime: str | None = None
     cgroup_parent: str = "/berth"
+    bridge_name: str = ""
+    default_subnet: str = ""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--insecure-registry", action="append", dest="insecure_registries")
     p.add_argument("--default-runtime", help="path of the OCI runtime (default: berth-runtime)")
     p.add_argument("--cgroup-parent", help="parent cgroup of every container (default /berth)")
+    p.add_argument("--bridge-name", help="device of the default bridge network (default berth0 for the default "
+                   "data root, else one derived from the data root)")
+    p.add_argument("--default-subnet", help="subnet of the default bridge (default: a free private one)")
     p.add_argument("--add-runtime", action="append", help="accepted; containers come with the next release")
     return p
 
@@ -109,7 +116,7 @@ def load_config(argv: Sequence[str] | None = None) -> DaemonConfig:
     elif path != DEFAULT_CONFIG:
         raise InvalidParameter(f"config file {path} does not exist")
     for name in ("hosts", "data_root", "exec_root", "group", "pidfile", "log_level", "insecure_registries",
-                 "default_runtime", "cgroup_parent"):
+                 "default_runtime", "cgroup_parent", "bridge_name", "default_subnet"):
         value = getattr(args, name)
         if value:
             setattr(config, name, value)
@@ -167,9 +174,14 @@ async def serve(config: DaemonConfig) -> None:
     runtime = config.default_runtime or os.path.join(os.path.dirname(sys.executable), "berth-runtime")
     volumes = VolumeService(os.path.join(config.data_root, "volumes"), events,
                             users=lambda name: containers.mounts.users(name))
+    networks = NetworkService(os.path.join(config.data_root, "network"), config.exec_root, events,
+                              bridge_name=config.bridge_name or default_bridge_name(config.data_root),
+                              default_subnet=config.default_subnet)
+    await networks.start()
     containers = ContainerService(os.path.join(config.data_root, "containers"), images, events,
                                   runtime=runtime, runtime_root=os.path.join(config.exec_root, "runtime"),
-                                  cgroup_parent=config.cgroup_parent, volumes=volumes)
+                                  cgroup_parent=config.cgroup_parent, volumes=volumes, networks=networks)
+    networks.containers = containers.store.get
     containers.recover()
     containers.recover_running()
     system = SystemService(config.data_root, images, events, containers=containers.counts)
@@ -177,7 +189,7 @@ async def serve(config: DaemonConfig) -> None:
                             image_in_use=containers.in_use(), container_rows=lambda: rows_with_size(containers),
                             volume_rows=lambda: volume_rows(volumes))
     app: web.Application = create_app(context, extra_routes=[container_routes(containers), archive_routes(containers),
-                                                                  volume_routes(volumes)])
+                                                                  volume_routes(volumes), network_routes(networks)])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -193,6 +205,7 @@ async def serve(config: DaemonConfig) -> None:
     await runner.shutdown()
     await runner.cleanup()
     await containers.close()
+    await networks.close()
     for host in config.hosts:
         with contextlib.suppress(OSError):
             os.unlink(host.removeprefix("unix://"))

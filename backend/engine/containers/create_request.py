@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backend.engine.errors import InvalidParameter
+from backend.engine.networks.service import NetworkRequest, endpoint_request
 from backend.engine.runtime.capabilities import CAPABILITIES
 
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -83,6 +84,7 @@ class CreateRequest:
     network_mode: str = "default"
     sysctls: dict[str, str] = field(default_factory=dict)
     oom_score_adj: int = 0
+    networking: NetworkRequest = field(default_factory=NetworkRequest)
 
 
 def _get(obj: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
@@ -170,6 +172,29 @@ def _caps(values: list[str] | None, where: str) -> list[str]:
             raise InvalidParameter(f"invalid {where}: unknown capability: \"{value}\"")
         out.append(cap)
     return out
+
+
+def parse_networking(body: Mapping[str, Any], host: Mapping[str, Any], exposed: list[str]) -> NetworkRequest:
+    """The networking fields: NetworkMode, NetworkingConfig.EndpointsConfig, PortBindings, PublishAllPorts,
+    ExtraHosts, Dns, DnsSearch, DnsOptions. Raises InvalidParameter for wrong types."""
+    bindings = host.get("PortBindings") or {}
+    if not isinstance(bindings, dict) or not all(
+            isinstance(v, list | None) and all(isinstance(b, dict) for b in v or []) for v in bindings.values()):
+        raise InvalidParameter("HostConfig.PortBindings: expected an object of lists of bindings")
+    networking = body.get("NetworkingConfig") or {}
+    endpoints = networking.get("EndpointsConfig") or {} if isinstance(networking, dict) else None
+    if not isinstance(endpoints, dict) or not all(isinstance(v, dict | None) for v in endpoints.values()):
+        raise InvalidParameter("NetworkingConfig.EndpointsConfig: expected an object of endpoint settings")
+    return NetworkRequest(
+        mode=_get(host, "NetworkMode", str, "HostConfig.") or "default",
+        endpoints={str(k): endpoint_request(v or {}) for k, v in endpoints.items()},
+        hostname=_get(body, "Hostname", str, "") or "", domainname=_get(body, "Domainname", str, "") or "",
+        dns=_strings(host, "Dns", "HostConfig.") or [], dns_search=_strings(host, "DnsSearch", "HostConfig.") or [],
+        dns_options=_strings(host, "DnsOptions", "HostConfig.") or [],
+        extra_hosts=_strings(host, "ExtraHosts", "HostConfig.") or [],
+        port_bindings={str(k): [{str(a): str(b or "") for a, b in v.items()} for v in hosts or []]
+                       for k, hosts in bindings.items()},
+        exposed=exposed, publish_all=bool(host.get("PublishAllPorts")))
 
 
 def parse_create_request(body: object, name: str | None = None) -> CreateRequest:
@@ -268,4 +293,5 @@ def parse_create_request(body: object, name: str | None = None) -> CreateRequest
         network_mode=_get(host, "NetworkMode", str, "HostConfig.") or "default",
         sysctls={str(k): str(v) for k, v in sysctls.items()},
         oom_score_adj=_int(host, "OomScoreAdj", "HostConfig.", -1000, 1000),
+        networking=parse_networking(body, host, sorted(str(k) for k in exposed)),
     )

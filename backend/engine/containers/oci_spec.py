@@ -18,6 +18,7 @@ from typing import Any
 
 from backend.engine.containers.create_request import CreateRequest
 from backend.engine.errors import InvalidParameter, Unavailable
+from backend.engine.networks.service import NetworkSpec
 from backend.engine.runtime.capabilities import CAPABILITIES
 from backend.engine.runtime.defaults import DOCKER_DEFAULT_CAPABILITIES, docker_default_config
 from backend.engine.runtime.rootfs import secure_join
@@ -149,10 +150,13 @@ def default_init_binary() -> str | None:
 
 def build_oci_spec(req: CreateRequest, image_config: Mapping[str, Any], rootfs: str, *, container_id: str,
                    cgroups_path: str, init_binary: str | None = None,
-                   mounts: Sequence[Mapping[str, object]] = ()) -> dict[str, Any]:
+                   mounts: Sequence[Mapping[str, object]] = (),
+                   network: NetworkSpec | None = None) -> dict[str, Any]:
     """The config.json for the container. With ``req.init``, ``init_binary`` (a static tini) is bind-mounted
     read-only at /sbin/docker-init and runs as PID 1 (``docker-init -- args``), as Docker does. ``mounts``
     (volumes and binds) and ``req.tmpfs`` are mounted parents first.
+    ``network`` (from the network service) names the network namespace to join (None: the host's) and
+    bind-mounts /etc/hosts, /etc/resolv.conf and /etc/hostname.
     Raises InvalidParameter for a request the image cannot satisfy, Unavailable for ``--init`` without an
     init binary."""
     image = image_config.get("config") or {}
@@ -178,6 +182,8 @@ def build_oci_spec(req: CreateRequest, image_config: Mapping[str, Any], rootfs: 
         args = [INIT_PATH_IN_CONTAINER, "--", *args]
         extra_mounts.append({"destination": INIT_PATH_IN_CONTAINER, "type": "bind", "source": init_binary,
                              "options": ["bind", "ro", "nosuid", "nodev"]})
+    if network is not None:
+        extra_mounts.extend(network.mounts)
     config = docker_default_config(
         args, env=merged_env(req, image, hostname), cwd=os.path.normpath(cwd), terminal=req.tty,
         user=(uid, gid), additional_gids=groups, hostname=hostname, readonly_rootfs=req.readonly_rootfs,
@@ -189,6 +195,9 @@ def build_oci_spec(req: CreateRequest, image_config: Mapping[str, Any], rootfs: 
         shm_size=req.shm_size or DEFAULT_SHM,
     )
     linux: dict[str, Any] = config["linux"]  # type: ignore[assignment]
+    if network is not None:
+        linux["namespaces"] = [ns | {"path": network.namespace} if ns["type"] == "network" else ns
+                               for ns in linux["namespaces"] if ns["type"] != "network" or network.namespace]
     resources: dict[str, Any] = linux.setdefault("resources", {})
     cpu: dict[str, Any] = {}
     if req.nano_cpus:

@@ -19,7 +19,7 @@ import json
 import os
 import signal
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from backend.engine.containers.console import Console, ConsoleSocket
@@ -40,6 +40,7 @@ from backend.engine.events import EventBus
 from backend.engine.images.layer_store import chain_ids
 from backend.engine.images.overlay import mount_rootfs, unmount_rootfs
 from backend.engine.images.service import ImageService
+from backend.engine.networks.service import NetworkService
 from backend.engine.runtime.cgroups import open_cgroup, parse_resources
 from backend.engine.runtime.forkserver_client import IdleForkServer
 from backend.engine.runtime.logfile import LogEntry, read_logs
@@ -109,7 +110,8 @@ class ContainerService:
 
     def __init__(self, root: str, images: ImageService, events: EventBus, *, runtime: str,
                  runtime_root: str, cgroup_parent: str = DEFAULT_CGROUP_PARENT,
-                 init_binary: str | None = None, volumes: VolumeService | None = None) -> None:
+                 init_binary: str | None = None, volumes: VolumeService | None = None,
+                 networks: NetworkService | None = None) -> None:
         self.store = ContainerStore(root)
         self.mounts = ContainerMounts(self.store, volumes)
         self.images = images
@@ -118,6 +120,7 @@ class ContainerService:
         self.runtime_root = runtime_root
         self.cgroup_parent = "/" + cgroup_parent.strip("/")
         self.init_binary = init_binary
+        self.networks = networks
         # berth-runtime runs warm: monitors are forked from a fork server and run its verbs in-process.
         self._fork_server = (IdleForkServer(os.path.join(runtime_root, "forkserver"))
                              if os.path.basename(runtime) == "berth-runtime" else None)
@@ -170,8 +173,14 @@ class ContainerService:
                 merged = await asyncio.to_thread(mount_rootfs, self.images.layers, chain, paths["fs"])
                 mounted = True
                 mounts = await self.mounts.prepare(cid, req, config, merged)
+                network = None
+                if self.networks is not None:
+                    image_ports = (config.get("config") or {}).get("ExposedPorts") or {}
+                    exposed = sorted({*req.networking.exposed, *image_ports})
+                    network = self.networks.register(cid, replace(req.networking, exposed=exposed), paths["base"])
                 spec = build_oci_spec(req, config, merged, container_id=cid, cgroups_path=f"{self.cgroup_parent}/{cid}",
-                                      init_binary=self.init_binary or default_init_binary(), mounts=mounts)
+                                      init_binary=self.init_binary or default_init_binary(), mounts=mounts,
+                                      network=network)
                 with open(os.path.join(paths["bundle"], "config.json"), "w") as f:
                     json.dump(spec, f)
                 process: dict[str, Any] = spec["process"]
@@ -184,6 +193,8 @@ class ContainerService:
                 if mounted:
                     unmount_rootfs(paths["fs"])
                 self.mounts.release(cid, remove_anonymous=True)
+                if self.networks is not None:
+                    await self.networks.forget(cid)
                 self.store.remove(cid)
                 raise
         self.events.emit("container", "create", cid, {"name": container_name, "image": req.image})
@@ -223,7 +234,8 @@ class ContainerService:
                 "MergedDir": os.path.join(self._paths(record.id)["fs"], "merged"),
                 "UpperDir": os.path.join(self._paths(record.id)["fs"], "upper"),
                 "WorkDir": os.path.join(self._paths(record.id)["fs"], "work")}},
-            "Mounts": self.mounts.inspect(record.id), "NetworkSettings": {"Networks": {}, "Ports": {}},
+            "Mounts": self.mounts.inspect(record.id),
+            "NetworkSettings": self.networks.settings(record.id) if self.networks else {"Networks": {}, "Ports": {}},
         }
 
     async def update(self, ref: str, body: object) -> list[str]:
@@ -321,6 +333,8 @@ class ContainerService:
                         os.kill(pid, signal.SIGKILL)
                     await monitor.wait()
             await asyncio.to_thread(unmount_rootfs, self._paths(record.id)["fs"])
+            if self.networks is not None:
+                await self.networks.forget(record.id)
             self.mounts.release(record.id, remove_anonymous=volumes)
             self.store.remove(record.id)
         self.events.emit("container", "destroy", record.id, {"name": record.name, "image": record.image})
@@ -342,11 +356,18 @@ class ContainerService:
                 if not previous.alive():
                     break
                 await asyncio.sleep(0.02)
+        if self.networks is not None:  # namespace, links and ports in place before the runtime creates it
+            await self.networks.attach(record.id)
         fork_server = self._fork_server
-        monitor = await asyncio.to_thread(
-            MonitorHandle.spawn, paths["monitor"], record.id, paths["bundle"], self.runtime,
-            runtime_root=self.runtime_root, tty=request.tty, stdin=request.open_stdin,
-            stdin_once=request.stdin_once, fork_server=fork_server.get() if fork_server else None)
+        try:
+            monitor = await asyncio.to_thread(
+                MonitorHandle.spawn, paths["monitor"], record.id, paths["bundle"], self.runtime,
+                runtime_root=self.runtime_root, tty=request.tty, stdin=request.open_stdin,
+                stdin_once=request.stdin_once, fork_server=fork_server.get() if fork_server else None)
+        except BaseException:
+            if self.networks is not None:
+                await self.networks.detach(record.id)
+            raise
         if fork_server is not None:
             asyncio.get_running_loop().call_later(
                 fork_server.idle_timeout + 1, lambda: self._in_background(asyncio.to_thread(fork_server.stop_if_idle)))
@@ -398,12 +419,16 @@ class ContainerService:
                 record.state.error = f"monitor lost: {exc}"
                 record.state.exited(-1)
                 self.store.save(record)
+            if self.networks is not None:
+                await self.networks.detach(record.id)
             self._exits[record.id].set()
             return
         async with self._lock:
             if record.state.status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED):
                 record.state.exited(status.exit_code or 0, status.oom_killed, status.finished_at)
                 self.store.save(record)
+        if self.networks is not None:  # released before stop returns: its ports are free then
+            await self.networks.detach(record.id)
         if status.oom_killed:
             self.events.emit("container", "oom", record.id, {"name": record.name})
         self.events.emit("container", "die", record.id,
@@ -487,6 +512,10 @@ class ContainerService:
         """Live restore (call from the event loop at start-up): watch again the monitors of containers
         that were running. One that exited while berthd was down is recorded with the code its monitor
         wrote; one whose monitor vanished without a record is marked exited (-1) with an error."""
+        if self.networks is not None:  # scheduled first, so starts below attach only after it
+            live = {r.id for r in self.store if r.state.status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED)
+                    and self._monitor(r) is not None}
+            self._in_background(self.networks.recover(live))
         for record in self.store:
             status = record.state.status
             if status is ContainerStatus.RESTARTING:

@@ -349,8 +349,15 @@ class NetworkService:
         return cid[:12]
 
     def register(self, cid: str, request: NetworkRequest, files_dir: str) -> NetworkSpec:
-        """Record a new container's networking (create). Raises NotFound for an unknown network or
-        container, InvalidParameter for bad ports, hosts, aliases or addresses (Docker's messages)."""
+        """Record a new container's networking (create). Raises InvalidParameter for an unknown network or
+        container (not NotFound: the docker CLI answers a 404 on create by pulling the image), bad ports,
+        hosts, aliases or addresses (Docker's messages)."""
+        try:
+            return self._register(cid, request, files_dir)
+        except NotFound as exc:
+            raise InvalidParameter(str(exc)) from exc
+
+    def _register(self, cid: str, request: NetworkRequest, files_dir: str) -> NetworkSpec:
         mode = request.mode or "default"
         net = ContainerNet(mode="bridge", hostname=request.hostname or cid[:12], domainname=request.domainname,
                            dns=request.dns, dns_search=request.dns_search, dns_options=request.dns_options,
