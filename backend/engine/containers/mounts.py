@@ -215,11 +215,12 @@ class ContainerMounts:
             if spec.destination in explicit:
                 raise InvalidParameter(f"Duplicate mount point: {spec.destination}")
             explicit.add(spec.destination)
-            by_destination[spec.destination] = self._point(spec, made)
+            if spec.destination not in req.tmpfs:
+                by_destination[spec.destination] = self._point(spec, made)
         image_volumes = (image_config.get("config") or {}).get("Volumes") or {}
         for raw in [*req.volumes, *image_volumes]:
             spec = parse_bind(str(raw))
-            if spec.destination in by_destination:
+            if spec.destination in by_destination or spec.destination in req.tmpfs:
                 continue
             if os.path.isfile(secure_join(rootfs, spec.destination)):
                 raise InvalidParameter(f"cannot mount volume over existing file, file exists {spec.destination}")
