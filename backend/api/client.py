@@ -49,6 +49,8 @@ from backend.api.types import (
     SystemInfo,
     TopResult,
     Version,
+    Volume,
+    VolumePruneReport,
     WaitResult,
 )
 
@@ -307,6 +309,33 @@ class EngineClient:
         """``POST /images/prune``."""
         doc = (await self._send("POST", "/images/prune", params=_params(filters=_filters(filters)))).json()
         return PruneReport.from_json(doc if isinstance(doc, dict) else {})
+
+    # -- volumes -------------------------------------------------------------------------------------
+
+    async def create_volume(self, name: str | None = None, *, driver: str = "local",
+                            labels: Mapping[str, str] | None = None,
+                            options: Mapping[str, str] | None = None) -> Volume:
+        """``POST /volumes/create`` (the existing volume if ``name`` is taken)."""
+        body = {"Name": name or "", "Driver": driver, "Labels": dict(labels or {}), "DriverOpts": dict(options or {})}
+        return Volume.from_json(_json_dict(await self._send("POST", "/volumes/create", json_body=body)))
+
+    async def list_volumes(self, *, filters: Filters | None = None) -> list[Volume]:
+        """``GET /volumes``."""
+        doc = _json_dict(await self._send("GET", "/volumes", params=_params(filters=_filters(filters))))
+        return [Volume.from_json(v) for v in doc.get("Volumes") or [] if isinstance(v, dict)]
+
+    async def inspect_volume(self, name: str) -> Volume:
+        """``GET /volumes/{name}``."""
+        return Volume.from_json(_json_dict(await self._send("GET", f"/volumes/{name}")))
+
+    async def remove_volume(self, name: str, *, force: bool = False) -> None:
+        """``DELETE /volumes/{name}``."""
+        await self._send("DELETE", f"/volumes/{name}", params=_params(force=_flag(force) if force else None))
+
+    async def prune_volumes(self, *, filters: Filters | None = None) -> VolumePruneReport:
+        """``POST /volumes/prune``."""
+        doc = (await self._send("POST", "/volumes/prune", params=_params(filters=_filters(filters)))).json()
+        return VolumePruneReport.from_json(doc if isinstance(doc, dict) else {})
 
     # -- containers ----------------------------------------------------------------------------------
 

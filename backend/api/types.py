@@ -505,3 +505,33 @@ class StatsSample:
             sum(_int(e, "value") for e in entries if _str(e, "op").lower() == "read"),
             sum(_int(e, "value") for e in entries if _str(e, "op").lower() == "write"),
             _int(_dict(doc, "pids_stats"), "current"), doc)
+
+
+@dataclass(frozen=True)
+class Volume:
+    """``GET /volumes/{name}`` (and each of ``GET /volumes``); all of it in ``raw``."""
+
+    name: str
+    driver: str
+    mountpoint: str
+    created_at: str
+    labels: dict[str, str]
+    options: dict[str, str]
+    raw: dict[str, Any]
+
+    @staticmethod
+    def from_json(doc: dict[str, Any]) -> Volume:
+        return Volume(_str(doc, "Name"), _str(doc, "Driver"), _str(doc, "Mountpoint"), _str(doc, "CreatedAt"),
+                      _labels(doc, "Labels"), _labels(doc, "Options"), doc)
+
+
+@dataclass(frozen=True)
+class VolumePruneReport:
+    """``POST /volumes/prune``."""
+
+    deleted: list[str]
+    space_reclaimed: int
+
+    @staticmethod
+    def from_json(doc: dict[str, Any]) -> VolumePruneReport:
+        return VolumePruneReport(_strs(doc, "VolumesDeleted"), _int(doc, "SpaceReclaimed"))

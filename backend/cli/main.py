@@ -27,6 +27,7 @@ _VERBS: dict[str, str] = {
     **dict.fromkeys(("version", "info", "events", "inspect", "container_inspect", "image_inspect", "system_df",
                      "system_prune"), "system"),
     **dict.fromkeys(("login", "logout"), "auth"),
+    **dict.fromkeys(("volume_create", "volume_ls", "volume_inspect", "volume_rm", "volume_prune"), "volumes"),
 }
 _GROUPS: dict[str, dict[str, str]] = {
     "container": {**{v: v for v in ("run", "create", "start", "stop", "restart", "kill", "pause", "unpause", "rm",
@@ -38,6 +39,8 @@ _GROUPS: dict[str, dict[str, str]] = {
               "ls": "images", "list": "images", "rm": "rmi", "remove": "rmi", "prune": "image_prune",
               "inspect": "image_inspect"},
     "system": {"info": "info", "events": "events", "df": "system_df", "prune": "system_prune"},
+    "volume": {**{v: f"volume_{v}" for v in ("create", "ls", "inspect", "rm", "prune")},
+               "list": "volume_ls", "remove": "volume_rm"},
 }
 _HELP = """Usage:  berth [OPTIONS] COMMAND
 
@@ -56,6 +59,7 @@ Management Commands:
   container   Manage containers
   image       Manage images
   system      Manage Berth
+  volume      Manage volumes
 
 Commands:
   attach cp create diff events export history import inspect kill load logs pause port rename restart rm rmi

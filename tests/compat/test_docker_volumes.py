@@ -258,3 +258,26 @@ def test_broken_volume_metadata_does_not_stop_the_daemon(berthd_with_busybox: Be
         assert api.get("/v1.41/volumes/brokenvol").status_code == 503
     d.docker("volume", "rm", "brokenvol")
     assert "brokenvol" not in _volumes(d)
+
+
+def test_berth_volume_verbs(berthd_with_busybox: Berthd) -> None:
+    d = berthd_with_busybox
+    assert d.berth("volume", "create", "--label", "team=a", "-o", "type=tmpfs", "-o", "device=tmpfs",
+                   "bv1").stdout == "bv1\n"
+    d.berth("volume", "create", "bv2")
+    assert d.berth("volume", "ls", "-q", "--filter", "label=team=a").stdout == "bv1\n"
+    table = d.berth("volume", "ls", "--filter", "name=bv").stdout.splitlines()
+    assert table[0].split() == ["DRIVER", "VOLUME", "NAME"] and [r.split() for r in table[1:]] == [
+        ["local", "bv1"], ["local", "bv2"]]
+    doc = json.loads(d.berth("volume", "inspect", "bv1").stdout)[0]
+    assert (doc["Labels"], doc["Options"]) == ({"team": "a"}, {"type": "tmpfs", "device": "tmpfs"})
+    assert d.berth("volume", "inspect", "-f", "{{.Driver}}", "bv2").stdout == "local\n"
+    d.docker("run", "-d", "--name", "bv-user", "-v", "bv2:/d", "busybox", "sleep", "1000")
+    bad = d.berth("volume", "rm", "bv2", "nosuch", check=False)
+    assert bad.returncode == 1 and "volume is in use" in bad.stderr and "no such volume" in bad.stderr
+    out = d.berth("volume", "prune", "-f", "--filter", "label=team").stdout
+    assert out.startswith("Deleted Volumes:\nbv1\n") and "Total reclaimed space:" in out
+    d.docker("rm", "-f", "bv-user")
+    assert d.berth("volume", "rm", "bv2").stdout == "bv2\n"
+    bad = d.berth("volume", "create", "--opt", "novalue", "bv3", check=False)
+    assert bad.returncode == 125 and "expected key=value" in bad.stderr
