@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ import pytest
 from tests.fixtures.berthd import Berthd
 
 pytestmark = [pytest.mark.root, pytest.mark.network]
+ESCAPE = Path(f"/run/berth-test-escape-{os.getpid()}")
+"""Where the image's ``/hostlink`` symlink points: must never appear on the host."""
 
 
 @pytest.fixture
@@ -61,8 +64,8 @@ def test_new_volume_starts_with_the_images_content(berthd_with_busybox: Berthd) 
 
 @pytest.fixture(scope="module")
 def volume_image(berthd_with_busybox: Berthd, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """``volimg``: busybox plus ``/seed`` (a file of uid 1234 mode 0640, a directory, a symlink) and
-    ``VOLUME /seed``, made with export and import."""
+    """``volimg``: busybox plus ``/seed`` (a file of uid 1234 mode 0640, a directory, a symlink),
+    ``/hostlink`` -> :data:`ESCAPE` and ``VOLUME /seed``, made with export and import."""
     d = berthd_with_busybox
     archive = tmp_path_factory.mktemp("volimg") / "rootfs.tar"
     d.docker("create", "--name", "volimg-src", "busybox", "true")
@@ -70,12 +73,13 @@ def volume_image(berthd_with_busybox: Berthd, tmp_path_factory: pytest.TempPathF
     d.docker("rm", "volimg-src")
     with tarfile.open(archive, "a") as tar:
         for name, kind, mode in (("seed", tarfile.DIRTYPE, 0o750), ("seed/sub", tarfile.DIRTYPE, 0o755),
-                                 ("seed/file.txt", tarfile.REGTYPE, 0o640), ("seed/link", tarfile.SYMTYPE, 0o777)):
+                                 ("seed/file.txt", tarfile.REGTYPE, 0o640), ("seed/link", tarfile.SYMTYPE, 0o777),
+                                 ("hostlink", tarfile.SYMTYPE, 0o777)):
             info = tarfile.TarInfo(name)
             info.type, info.mode, info.uid, info.gid = kind, mode, 1234, 1234
             data = b"seeded\n" if kind == tarfile.REGTYPE else b""
             info.size = len(data)
-            info.linkname = "/etc/passwd" if kind == tarfile.SYMTYPE else ""
+            info.linkname = {"seed/link": "/etc/passwd", "hostlink": str(ESCAPE)}.get(name, "")
             tar.addfile(info, io.BytesIO(data))
     d.docker("import", "--change", "VOLUME /seed", str(archive), "volimg")
     return "volimg"
@@ -245,6 +249,14 @@ def test_a_symlink_in_a_volume_does_not_lead_a_mount_to_the_host(berthd_with_bus
     assert out == "m"  # the mount landed inside the container, where the link points there
     assert list(target.iterdir()) == []
     d.docker("volume", "rm", "linkvol")
+
+
+def test_a_symlink_in_the_image_does_not_lead_a_mount_to_the_host(berthd_with_busybox: Berthd, volume_image: str,
+                                                                  host_dir: Path) -> None:
+    d = berthd_with_busybox
+    (host_dir / "marker").write_text("inside")
+    out = d.docker("run", "--rm", "-v", f"{host_dir}:/hostlink/sub", volume_image, "cat", f"{ESCAPE}/sub/marker")
+    assert out.stdout == "inside" and not ESCAPE.exists()
 
 
 def test_broken_volume_metadata_does_not_stop_the_daemon(berthd_with_busybox: Berthd) -> None:
