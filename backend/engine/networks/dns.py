@@ -128,8 +128,7 @@ class _Udp(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # a datagram transport, not its ABC
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
         async def reply() -> None:
