@@ -136,6 +136,8 @@ def reserve(host_ip: str, start: int, end: int, protocol: str) -> tuple[socket.s
     address = host_ip or "0.0.0.0"
     for port in range(start, end + 1):
         sock = socket.socket(family, kind)
+        if kind == socket.SOCK_STREAM:  # a restart may rebind while old proxied connections are in TIME_WAIT
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((address, port))
         except OSError:
