@@ -5,7 +5,7 @@ set -euo pipefail
 src="$(cd "$(dirname "$0")/.." && pwd)"
 prefix=${BERTH_PREFIX:-/opt/berth}
 
-debs=(python3 python3-venv python3-pip libseccomp2 iproute2 procps util-linux tini)
+debs=(python3 python3-venv python3-pip libseccomp2 iproute2 iptables procps util-linux tini)
 missing=()
 for d in "${debs[@]}"; do dpkg -s "$d" >/dev/null 2>&1 || missing+=("$d"); done
 if [ ${#missing[@]} -gt 0 ]; then
