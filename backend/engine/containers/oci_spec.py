@@ -124,6 +124,31 @@ def command(req: CreateRequest, image: Mapping[str, Any]) -> list[str]:
     return args
 
 
+def effective_config(body: Mapping[str, Any], image_config: Mapping[str, Any], container_id: str) -> dict[str, Any]:
+    """The ``Config`` that ``docker inspect`` shows: the create body's fields merged with the image's the way
+    dockerd merges them (user env first, then image env of other names; image labels under the user's;
+    the image's Cmd only when neither Cmd nor Entrypoint was given; hostname defaulting to the short ID)."""
+    image = image_config.get("config") or {}
+    config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
+    config["Hostname"] = config.get("Hostname") or container_id[:12]
+    env = list(config.get("Env") or [])
+    names = {item.partition("=")[0] for item in env}
+    config["Env"] = env + [item for item in image.get("Env") or [] if item.partition("=")[0] not in names]
+    config["Labels"] = dict(image.get("Labels") or {}) | dict(config.get("Labels") or {})
+    if not config.get("Entrypoint"):
+        if not config.get("Cmd"):
+            config["Cmd"] = image.get("Cmd")
+        config["Entrypoint"] = image.get("Entrypoint")
+    for key in ("User", "WorkingDir", "StopSignal"):
+        config[key] = config.get(key) or image.get(key) or ""
+    for key in ("ExposedPorts", "Volumes"):
+        merged = dict(image.get(key) or {}) | dict(config.get(key) or {})
+        config[key] = merged or None
+    if image.get("Healthcheck") and not config.get("Healthcheck"):
+        config["Healthcheck"] = image["Healthcheck"]
+    return config
+
+
 def merged_env(req: CreateRequest, image: Mapping[str, Any], hostname: str) -> list[str]:
     env: dict[str, str] = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                            "HOSTNAME": hostname}

@@ -25,7 +25,7 @@ from typing import Any
 from backend.engine.containers.console import Console, ConsoleSocket
 from backend.engine.containers.create_request import CreateRequest, parse_create_request, validate_signal
 from backend.engine.containers.mounts import ContainerMounts
-from backend.engine.containers.oci_spec import build_oci_spec, default_init_binary, resolve_user
+from backend.engine.containers.oci_spec import build_oci_spec, default_init_binary, effective_config, resolve_user
 from backend.engine.containers.restart import (
     next_delay,
     restarts_at_engine_start,
@@ -228,8 +228,7 @@ class ContainerService:
             "Name": "/" + record.name, "RestartCount": record.state.restart_count, "Driver": "overlay2",
             "Platform": "linux",
             "HostConfig": (request.get("HostConfig") or {}) | {"LogConfig": {"Type": "json-file", "Config": {}}},
-            "Config": {k: v for k, v in request.items() if k not in ("HostConfig", "NetworkingConfig")}
-            | {"Image": record.image},
+            "Config": effective_config(request, self._image_config(record), record.id) | {"Image": record.image},
             "GraphDriver": {"Name": "overlay2", "Data": {
                 "MergedDir": os.path.join(self._paths(record.id)["fs"], "merged"),
                 "UpperDir": os.path.join(self._paths(record.id)["fs"], "upper"),
@@ -237,6 +236,13 @@ class ContainerService:
             "Mounts": self.mounts.inspect(record.id),
             "NetworkSettings": self.networks.settings(record.id) if self.networks else {"Networks": {}, "Ports": {}},
         }
+
+    def _image_config(self, record: ContainerRecord) -> dict[str, Any]:
+        """The container's image config, or {} once the image is gone (``rmi -f``)."""
+        try:
+            return self.images.config(self.images.resolve(record.image_id))
+        except (NotFound, InvalidParameter):
+            return {}
 
     async def update(self, ref: str, body: object) -> list[str]:
         """``docker update``: new resource limits (applied to the cgroup at once when it exists, and kept
