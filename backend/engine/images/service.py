@@ -25,6 +25,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO
 from backend.engine.errors import Conflict, InvalidParameter, NotFound
 from backend.engine.images.archive import LoadedImage, SavedImage, decompressed, read_archive, write_archive
 from backend.engine.images.changes import apply_changes
+from backend.engine.images.commit import EMPTY_LAYER_DIFF_ID, child_config, write_diff
 from backend.engine.images.content_store import BlobWriter, ContentStore
 from backend.engine.images.image_store import ImageRecord, ImageStore
 from backend.engine.images.layer_store import LayerStore, chain_ids
@@ -553,6 +554,70 @@ class ImageService:
                 if (official is None or r.is_official == official)
                 and (automated is None or r.is_automated == automated)
                 and r.star_count >= min_stars]
+
+    # -- commit ------------------------------------------------------------------------------------
+
+    async def commit(self, parent: ImageRecord | None, upper: str | None, *, config: Mapping[str, Any],
+                     created_by: str = "", comment: str = "", author: str = "", container_id: str = "",
+                     container: Mapping[str, Any] | None = None, reference: Reference | None = None) -> ImageRecord:
+        """A child image of ``parent`` (None: from scratch) whose new layer holds the changes in the overlay
+        upper directory ``upper`` (see ``images.commit``), with ``config`` as its container config and one
+        history entry; tagged ``reference`` when given. An empty diff, or ``upper`` None, adds no layer (the
+        history entry says ``empty_layer``), as dockerd does. The layer tar is kept uncompressed as a blob
+        (its digest is the diff ID) for push and save, and unpacked into the layer store.
+
+        Raises InvalidParameter for a corrupt parent, Unavailable when the upper directory cannot be read.
+        """
+        if parent is not None and parent.corrupt:
+            raise InvalidParameter(f"image {parent.id} is corrupt: {parent.corrupt}")
+        if parent is None:
+            platform = host_platform()
+            parent_config: dict[str, Any] = {"architecture": platform.architecture, "os": platform.os}
+        else:
+            parent_config = self.config(parent)
+        diff_ids = list(parent.diff_ids) if parent else []
+        diff_id = await asyncio.to_thread(self._commit_layer, diff_ids, upper) if upper is not None else None
+        created = _now()
+        doc = child_config(parent_config, config=config, diff_id=diff_id, created=created, created_by=created_by,
+                           comment=comment, author=author, container_id=container_id, container=container)
+        image_id = self.content.put(json.dumps(doc).encode())
+        blobs, media_types = (list(parent.layer_blobs), list(parent.layer_media_types)) if parent else ([], [])
+        if diff_id is not None:
+            diff_ids.append(diff_id)
+            docker = bool(media_types) and all(m.startswith("application/vnd.docker.") for m in media_types)
+            blobs.append(diff_id)
+            media_types.append("application/vnd.docker.image.rootfs.diff.tar" if docker
+                               else "application/vnd.oci.image.layer.v1.tar")
+        record = ImageRecord(id=image_id, diff_ids=diff_ids, created=created, layer_blobs=blobs,
+                             layer_media_types=media_types,
+                             size=sum(self.layers.get(c).size for c in chain_ids(diff_ids)))
+        async with self._lock:
+            self.images.save(record)
+            if reference is not None:
+                self.images.tag(str(reference), record.id)
+        return record
+
+    def _commit_layer(self, parent_diff_ids: list[str], upper: str) -> str | None:
+        """Write the diff of ``upper`` as a blob and unpack it into the layer store on top of the chain of
+        ``parent_diff_ids``. Returns its diff ID, or None for an empty diff (nothing is stored then)."""
+        writer = self.content.writer()
+        try:
+            diff = write_diff(upper, writer.write)
+            if diff.diff_id == EMPTY_LAYER_DIFF_ID:
+                writer.abort()
+                return None
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        chains = chain_ids([*parent_diff_ids, diff.diff_id])
+
+        def unpack(target: str) -> int:
+            with self.content.open(diff.diff_id) as blob:
+                return apply_layer(blob, target, expected_diff_id=diff.diff_id).size
+
+        self.layers.create(chains[-1], diff.diff_id, chains[-2] if len(chains) > 1 else None, unpack)
+        return diff.diff_id
 
     # -- import and prune --------------------------------------------------------------------------
 
