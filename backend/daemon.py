@@ -183,7 +183,7 @@ async def serve(config: DaemonConfig) -> None:
                                   cgroup_parent=config.cgroup_parent, volumes=volumes, networks=networks)
     networks.containers = containers.store.get
     containers.recover()
-    containers.recover_running()
+    await containers.recover_running()
     system = SystemService(config.data_root, images, events, containers=containers.counts)
     context = ServerContext(images=images, system=system, events=events, registry_for=registry_for,
                             image_in_use=containers.in_use(), container_rows=lambda: rows_with_size(containers),

@@ -87,10 +87,10 @@ def test_policies_across_a_daemon_restart(daemon: Berthd, how: signal.Signals) -
     time.sleep(2.5)
     daemon.start()
 
-    _until(lambda: all(_state(daemon, f"x-{n}")[0] == "running" for n in ("always", "onfail", "unless")))
+    # (On a loaded machine a first run may still be going when the daemon is back: the state is the same.)
+    _until(lambda: all(_state(daemon, f"x-{n}")[:2] == ("running", 1) for n in ("always", "onfail", "unless")))
+    _until(lambda: _state(daemon, "x-no")[0] == "exited")
     assert _state(daemon, "x-no") == ("exited", 0, 3)
-    for name in ("always", "onfail", "unless"):
-        assert _state(daemon, f"x-{name}")[1] == 1
     _until(lambda: _state(daemon, "stopped-always")[0] == "running")  # always: started at daemon start
     assert _state(daemon, "stopped-unless")[0] == "exited"  # unless-stopped: the user's stop holds
     assert daemon.docker("inspect", "--format", "{{.State.Running}} {{.State.Pid}}", "steady").stdout.split() == [

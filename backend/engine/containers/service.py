@@ -514,14 +514,15 @@ class ContainerService:
         if self._fork_server is not None:
             await asyncio.to_thread(self._fork_server.close)
 
-    def recover_running(self) -> None:
-        """Live restore (call from the event loop at start-up): watch again the monitors of containers
-        that were running. One that exited while berthd was down is recorded with the code its monitor
-        wrote; one whose monitor vanished without a record is marked exited (-1) with an error."""
-        if self.networks is not None:  # scheduled first, so starts below attach only after it
+    async def recover_running(self) -> None:
+        """Live restore (at start-up, before serving): the networks of running containers are adopted
+        again (ports served, resolvers up) before this returns; their monitors are watched again. One that
+        exited while berthd was down is recorded with the code its monitor wrote; one whose monitor vanished
+        without a record is marked exited (-1) with an error. Restart policies are applied after."""
+        if self.networks is not None:
             live = {r.id for r in self.store if r.state.status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED)
                     and self._monitor(r) is not None}
-            self._in_background(self.networks.recover(live))
+            await self.networks.recover(live)
         for record in self.store:
             status = record.state.status
             if status is ContainerStatus.RESTARTING:

@@ -14,9 +14,6 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-
 from backend.engine.errors import Unavailable
 from backend.engine.networks import netns
 
@@ -28,13 +25,25 @@ def veth_name(container_id: str, network_id: str) -> str:
     return VETH_PREFIX + hashlib.sha256(f"{container_id}/{network_id}".encode()).hexdigest()[:11]
 
 
+def _netlink_error() -> type[Exception]:
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    error: type[Exception] = NetlinkError
+    return error
+
+
 @contextlib.contextmanager
 def _rtnl(what: str) -> Iterator[Any]:
+    """A netlink socket. pyroute2 (about 10 MB) is imported here, on the first network operation, not
+    when berthd starts."""
+    from pyroute2 import IPRoute
+
     try:
         with IPRoute() as ipr:
             yield ipr
-    except NetlinkError as exc:
-        raise Unavailable(f"{what}: {os.strerror(exc.code) if exc.code else exc}") from exc
+    except _netlink_error() as exc:
+        code = getattr(exc, "code", 0)
+        raise Unavailable(f"{what}: {os.strerror(code) if code else exc}") from exc
 
 
 def _index(ipr: Any, name: str) -> int | None:
@@ -62,7 +71,7 @@ def delete_link(name: str) -> None:
     with _rtnl(f"delete {name}") as ipr:
         index = _index(ipr, name)
         if index is not None:
-            with contextlib.suppress(NetlinkError):
+            with contextlib.suppress(_netlink_error()):
                 ipr.link("del", index=index)
 
 
@@ -73,18 +82,23 @@ def links_named(prefix: str) -> list[str]:
                 if str(link.get_attr("IFLA_IFNAME")).startswith(prefix)]
 
 
-def host_networks() -> list[ipaddress.IPv4Network]:
-    """The IPv4 networks of the host's addresses and routes (not the default route), to be avoided by new
-    networks."""
-    with _rtnl("list routes") as ipr:
-        nets = []
-        for route in ipr.get_routes(family=2, table=254):
-            dst = route.get_attr("RTA_DST")
-            if dst:
-                nets.append(ipaddress.IPv4Network(f"{dst}/{route['dst_len']}", strict=False))
-        for addr in ipr.get_addr(family=2):
-            nets.append(ipaddress.IPv4Network(f"{addr.get_attr('IFA_ADDRESS')}/{addr['prefixlen']}", strict=False))
-        return [n for n in nets if not n.is_loopback]
+def host_networks(route_table: str = "/proc/net/route") -> list[ipaddress.IPv4Network]:
+    """The IPv4 networks of the host's routes (the main table, not the default route; every address's
+    subnet has its prefix route there), to be avoided by new networks. Read from procfs: no netlink."""
+    nets = []
+    try:
+        with open(route_table) as f:
+            rows = [line.split() for line in f.readlines()[1:]]
+    except OSError as exc:
+        raise Unavailable(f"list routes: {exc.strerror}") from exc
+    for row in rows:
+        if len(row) < 8:
+            continue
+        destination = ipaddress.IPv4Address(int(row[1], 16).to_bytes(4, "little"))
+        mask = ipaddress.IPv4Address(int(row[7], 16).to_bytes(4, "little"))
+        if int(mask):
+            nets.append(ipaddress.IPv4Network(f"{destination}/{mask}", strict=False))
+    return [n for n in nets if not n.is_loopback]
 
 
 def plug(namespace: str, bridge: str, veth: str, device: str, address: str, prefixlen: int, mac: str,
@@ -109,7 +123,7 @@ def plug(namespace: str, bridge: str, veth: str, device: str, address: str, pref
                 os.close(fd)
             netns.run_in(namespace, lambda: _configure(device, peer, address, prefixlen, mac, gateway))
         except BaseException:
-            with contextlib.suppress(NetlinkError):
+            with contextlib.suppress(_netlink_error()):
                 ipr.link("del", ifname=veth)
             raise
 

@@ -128,18 +128,18 @@ class NetworkService:
         self.containers: ContainerLookup | None = None
         self._lock = asyncio.Lock()
         self._reserved: dict[str, list[socket.socket | LoopbackProxy]] = {}
+        self._up: set[str] = set()  # bridges made (with their NAT rules) since this daemon started
 
     # -- start and stop of the daemon ----------------------------------------------------------------
 
     async def start(self) -> None:
         """At daemon start, before serving: load the state, make the predefined networks, set up the (emptied)
-        chains and the bridges. Raises Unavailable (no iptables, netlink refused)."""
+        chains. A bridge (and its NAT rules) is made when the first container joins it, so an idle engine
+        holds no netlink machinery. Raises Unavailable (no iptables)."""
         async with self._lock:
             await asyncio.to_thread(self.store.load)
             await asyncio.to_thread(self._predefined)
             await asyncio.to_thread(self.nat.setup)
-            for network in self._bridges():
-                await asyncio.to_thread(self._bring_up, network)
 
     async def recover(self, running: Collection[str]) -> None:
         """After ``start``: re-adopt the containers in ``running`` and delete every namespace, veth, rule
@@ -164,7 +164,8 @@ class NetworkService:
                 self._unreserve(cid)
             if not any(net.active for net in self.store.containers.values()):
                 for network in self._bridges():
-                    await asyncio.to_thread(links.delete_link, network.bridge)
+                    if os.path.exists(f"/sys/class/net/{network.bridge}"):
+                        await asyncio.to_thread(links.delete_link, network.bridge)
                 await asyncio.to_thread(self.nat.teardown)
 
     def _predefined(self) -> None:
@@ -198,6 +199,11 @@ class NetworkService:
         pool = ipam.parse_pool(network.subnet, network.gateway, network.ip_range)
         links.ensure_bridge(network.bridge, network.gateway, pool.subnet.prefixlen)
         self.nat.add_bridge(network.bridge, network.subnet, network.internal)
+        self._up.add(network.bridge)
+
+    async def _ensure_up(self, network: NetworkRecord) -> None:
+        if network.bridge not in self._up:
+            await asyncio.to_thread(self._bring_up, network)
 
     # -- networks ------------------------------------------------------------------------------------
 
@@ -259,6 +265,7 @@ class NetworkService:
     def _take_down(self, network: NetworkRecord) -> None:
         self.nat.remove_bridge(network.bridge, network.subnet, network.internal)
         links.delete_link(network.bridge)
+        self._up.discard(network.bridge)
 
     def get(self, ref: str) -> NetworkRecord:
         """Raises NotFound ("network X not found")."""
@@ -450,6 +457,7 @@ class NetworkService:
         device = next(n for n in range(len(net.active) + 1) if n not in used)
         endpoint = ActiveEndpoint(network.id, address, ipam.mac_for(address),
                                   f"{links.veth_name(cid, network.id)}#{device}", list(wanted.aliases))
+        await self._ensure_up(network)
         network.allocations[address] = cid
         net.active[network.id] = endpoint
         gateway = network.gateway if not network.internal and len(net.active) == 1 else None
@@ -503,6 +511,9 @@ class NetworkService:
         rules back (the chains were flushed), serve its resolver."""
         if not net.active:
             return
+        for endpoint in net.active.values():
+            if endpoint.network_id in self.store.networks:
+                await self._ensure_up(self.store.networks[endpoint.network_id])
         address = next(iter(net.active.values())).address
         for mapping in net.ports:
             with contextlib.suppress(Exception):
