@@ -39,6 +39,7 @@ from backend.engine.volumes.service import VolumeService
 from backend.server.app import create_app, make_runner
 from backend.server.context import ServerContext
 from backend.server.routes_archive import routes as archive_routes
+from backend.server.routes_commit import routes as commit_routes
 from backend.server.routes_containers import routes as container_routes
 from backend.server.routes_containers import rows_with_size
 from backend.server.routes_networks import routes as network_routes
@@ -189,7 +190,8 @@ async def serve(config: DaemonConfig) -> None:
                             image_in_use=containers.in_use(), container_rows=lambda: rows_with_size(containers),
                             volume_rows=lambda: volume_rows(volumes))
     app: web.Application = create_app(context, extra_routes=[container_routes(containers), archive_routes(containers),
-                                                                  volume_routes(volumes), network_routes(networks)])
+                                                                  volume_routes(volumes), network_routes(networks),
+                                                                  commit_routes(containers)])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

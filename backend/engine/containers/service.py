@@ -37,6 +37,9 @@ from backend.engine.containers.stats import sample, stats_document
 from backend.engine.containers.store import ContainerRecord, ContainerStore, new_id
 from backend.engine.errors import Conflict, InvalidParameter, NotFound, Unavailable
 from backend.engine.events import EventBus
+from backend.engine.images.changes import apply_changes
+from backend.engine.images.commit import CONFIG_KEYS, commit_reference, container_config, merge_config
+from backend.engine.images.image_store import ImageRecord
 from backend.engine.images.layer_store import chain_ids
 from backend.engine.images.overlay import mount_rootfs, unmount_rootfs
 from backend.engine.images.service import ImageService
@@ -660,6 +663,44 @@ class ContainerService:
         await self.stop(ref, timeout)
         await self.start(ref)
         self.events.emit("container", "restart", record.id, {"name": record.name})
+
+    async def commit(self, ref: str, *, repo: str = "", tag: str = "", comment: str = "", author: str = "",
+                     changes: Sequence[str] = (), pause: bool = True, config: object = None) -> ImageRecord:
+        """``docker commit``: a new image from the container's image and its filesystem changes.
+
+        The image's config is ``config`` (a client's container config) or else the container's, with
+        ``changes`` (Dockerfile lines) applied and dockerd's merge with the container's config; it is
+        tagged ``repo:tag`` when ``repo`` is given. A running container is paused meanwhile when ``pause``.
+        Emits the ``commit`` event. Raises NotFound (container), InvalidParameter (bad repo, tag, config or
+        change; nothing is done then), Conflict (dead container, or its image is gone), Unavailable.
+        """
+        record = self.store.get(ref)
+        if record.corrupt or record.state.status in (ContainerStatus.DEAD, ContainerStatus.REMOVING):
+            raise Conflict(f"You cannot commit container {record.id} which is {record.state.status.value}")
+        reference = commit_reference(repo, tag)
+        current = effective_config(record.request, self._image_config(record), record.id) | {"Image": record.image}
+        current = {k: v for k, v in current.items() if k in CONFIG_KEYS}
+        new_config = merge_config(apply_changes(current if config is None else container_config(config),
+                                                list(changes)), current)
+        try:
+            parent = self.images.resolve(record.image_id)
+        except NotFound as exc:
+            raise Conflict(f"the image of container {record.id} was removed: cannot commit it") from exc
+        paused = pause and record.state.status is ContainerStatus.RUNNING
+        if paused:
+            await self.pause(record.id)
+        try:
+            image = await self.images.commit(
+                parent, self.filesystem(record.id)[2], config=new_config, created_by=" ".join(current.get("Cmd") or []),
+                comment=comment, author=author, container_id=record.id, container=current, reference=reference)
+        finally:
+            if paused:
+                with contextlib.suppress(Conflict):
+                    await self.unpause(record.id)
+        self.events.emit("container", "commit", record.id, {
+            "name": record.name, "comment": comment, "imageID": image.id,
+            "imageRef": reference.familiar() if reference else ""})
+        return image
 
     async def logs(self, ref: str, *, follow: bool = False, since: float | None = None,
                    until: float | None = None, tail: int | None = None,

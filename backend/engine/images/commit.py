@@ -12,6 +12,9 @@ driver exports it:
 - Only the ``security.capability`` and ``user.*`` xattrs of files and directories are kept (as
   ``SCHILY.xattr.*`` records); overlay's own xattrs never are. An upper entry with overlay's
   ``redirect`` or ``metacopy`` xattr (its data would live in a lower layer) fails the commit.
+- What Docker keeps in a container's init layer is not a change: the mount points ``dev``, ``proc`` and
+  ``sys`` (with anything below them), ``.dockerenv`` and ``etc/{hosts,hostname,resolv.conf,mtab}``
+  (``INIT_PATHS``), and a directory holding nothing but such entries (``etc`` made for ``etc/hosts``).
 - The tar ends with two zero blocks and no record padding, so an empty diff is Docker's empty layer
   (``EMPTY_LAYER_DIFF_ID``) and the same upper directory always gives the same diff ID.
 - Nothing is followed: every entry is reached through directory descriptors with ``O_NOFOLLOW``, so a
@@ -41,6 +44,10 @@ from backend.engine.images.reference import Reference, parse_reference, parse_ta
 
 EMPTY_LAYER_DIFF_ID = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
 """The diff ID of a tar with no entries (two zero blocks): Docker's empty layer."""
+
+INIT_PATHS = frozenset({"dev", "proc", "sys", ".dockerenv", "etc/hosts", "etc/hostname", "etc/resolv.conf",
+                        "etc/mtab"})
+"""Paths of Docker's init layer (mount points the engine and runtime make), relative to the root."""
 
 CONFIG_KEYS = ("Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr", "ExposedPorts",
                "Tty", "OpenStdin", "StdinOnce", "Env", "Cmd", "Healthcheck", "ArgsEscaped", "Image", "Volumes",
@@ -85,16 +92,17 @@ class _TarOut:
         return LayerDiff("sha256:" + self._hash.hexdigest(), self.size)
 
 
-def write_diff(upper: str, write: Callable[[bytes], object]) -> LayerDiff:
+def write_diff(upper: str, write: Callable[[bytes], object], *, skip: frozenset[str] = INIT_PATHS) -> LayerDiff:
     """Write the layer tar of the overlay upper directory ``upper`` through ``write`` (see the module
-    docstring for the format and guarantees). Returns its diff ID and size.
+    docstring for the format and guarantees), leaving out the entries at the relative paths ``skip`` and
+    the directories that hold only those. Returns its diff ID and size.
 
     Raises Unavailable when ``upper`` cannot be read or holds a redirect/metacopy entry; whatever ``write``
     raises propagates.
     """
     out = _TarOut(write)
     try:
-        _Walker(out).walk(os.open(upper, _O_DIR))
+        _Walker(out, skip).walk(os.open(upper, _O_DIR))
     except OSError as exc:
         raise Unavailable(f"cannot read the container's changes: {exc.strerror or exc}") from exc
     return out.end()
@@ -105,8 +113,10 @@ def _names(fd: int) -> Iterator[str]:
 
 
 class _Walker:
-    def __init__(self, out: _TarOut) -> None:
+    def __init__(self, out: _TarOut, skip: frozenset[str]) -> None:
         self._out = out
+        self._skip = skip
+        self._holders = {p.rpartition("/")[0] for p in skip} - {""}
         self._links: dict[tuple[int, int], str] = {}
 
     def walk(self, root: int) -> None:
@@ -118,6 +128,8 @@ class _Walker:
                 name = next(names, None)
                 if name is None:
                     os.close(stack.pop()[0])
+                    continue
+                if prefix + name in self._skip:
                     continue
                 sub = self._entry(fd, name, prefix + name)
                 if sub is not None:
@@ -175,6 +187,10 @@ class _Walker:
                 return None
             info.type = tarfile.DIRTYPE
             info.pax_headers, opaque = _xattrs(fd, info.name)
+            if not opaque and info.name in self._holders and all(
+                    f"{info.name}/{child}" in self._skip for child in os.listdir(fd)):
+                os.close(fd)
+                return None
             self._out.header(info)
             if opaque:
                 marker = tarfile.TarInfo(f"{info.name}/.wh..wh..opq")
