@@ -6,7 +6,9 @@ Both engines get the same busybox image (built locally, loaded into each with ``
 iteration is one ``docker run --rm --network none IMAGE true`` timed end to end (CLI start-up
 included); the berth CLI runs the same command against berthd, its own start-up included. dockerd
 runs in a network namespace of its own (tests/fixtures/dockerd.py); berthd on a temp data root and
-socket. Prints medians and the ratio berthd/dockerd; never fails on timing.
+socket. The test dockerd has no bridge (it must not touch the host's network), so the side-by-side
+rows use ``--network none``; one more row times berthd with its default bridge network. Prints
+medians and the ratio berthd/dockerd; never fails on timing.
 """
 
 from __future__ import annotations
@@ -76,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         results["berthd (docker CLI)"] = [_timed(run, env) for _ in range(args.n)]
         berth_run = [str(Path(sys.executable).parent / "berth"), "-H", f"unix://{work}/berth.sock", *run[1:]]
         results["berthd (berth CLI)"] = [_timed(berth_run, env) for _ in range(args.n)]
+        bridged = [docker, "run", "--rm", IMAGE, "true"]  # berthd's default bridge: netns, veth, NAT rules
+        results["berthd, default bridge"] = [_timed(bridged, env) for _ in range(args.n)]
     finally:
         berthd.send_signal(signal.SIGTERM)
         berthd.wait(20)
