@@ -19,7 +19,6 @@ from aiohttp import web
 from backend.engine.containers.service import ContainerService
 from backend.engine.containers.store import ContainerRecord
 from backend.engine.errors import InvalidParameter
-from backend.engine.networks.service import NetworkService
 from backend.engine.runtime.logfile import parse_time
 from backend.server.params import parse_filters, parse_time_filter_ns, query_bool, query_int, read_json_body
 from backend.server.streams import MULTIPLEXED_STREAM, RAW_STREAM, frame, hijack
@@ -32,9 +31,10 @@ def _service(request: web.Request) -> ContainerService:
     return request.app[SERVICE]
 
 
-def summary_json(record: ContainerRecord, networks: NetworkService | None = None) -> dict[str, Any]:
-    """One row of ``GET /containers/json`` (ports and networks from ``networks`` when given)."""
+def summary_json(record: ContainerRecord, service: ContainerService) -> dict[str, Any]:
+    """One row of ``GET /containers/json``."""
     request = record.request
+    networks = service.networks
     ports, settings = networks.summary(record.id) if networks else ([], {"Networks": {}})
     mode = networks.mode(record.id) if networks else "default"
     return {
@@ -42,7 +42,7 @@ def summary_json(record: ContainerRecord, networks: NetworkService | None = None
         "Command": " ".join(record.args), "Created": int(_unix(record.created)), "Ports": ports,
         "Labels": request.get("Labels") or {}, "State": record.state.status.value,
         "Status": record.state.describe(), "HostConfig": {"NetworkMode": mode},
-        "NetworkSettings": settings, "Mounts": [],
+        "NetworkSettings": settings, "Mounts": service.mounts.inspect(record.id),
     }
 
 
@@ -74,7 +74,7 @@ async def list_containers(request: web.Request) -> web.Response:
             continue
         if "label" in filters and not all(record.has_label(want) for want in filters["label"]):
             continue
-        rows.append(summary_json(record, _service(request).networks))
+        rows.append(summary_json(record, _service(request)))
     limit = query_int(request, "limit", -1)
     return web.json_response(rows[:limit] if limit > 0 else rows)
 
@@ -83,7 +83,7 @@ async def rows_with_size(service: ContainerService) -> list[dict[str, Any]]:
     """Every container as a ``GET /containers/json?all=1&size=1`` row (for ``/system/df``)."""
     rows = []
     for record in service.list_containers(include_all=True):
-        rows.append(summary_json(record, service.networks) | {"SizeRw": await service.size_rw(record), "SizeRootFs": 0})
+        rows.append(summary_json(record, service) | {"SizeRw": await service.size_rw(record), "SizeRootFs": 0})
     return rows
 
 

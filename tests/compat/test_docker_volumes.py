@@ -293,3 +293,14 @@ def test_berth_volume_verbs(berthd_with_busybox: Berthd) -> None:
     assert d.berth("volume", "rm", "bv2").stdout == "bv2\n"
     bad = d.berth("volume", "create", "--opt", "novalue", "bv3", check=False)
     assert bad.returncode == 125 and "expected key=value" in bad.stderr
+
+
+def test_ps_and_system_df_show_the_mounts(berthd_with_busybox: Berthd) -> None:
+    d = berthd_with_busybox
+    d.docker("volume", "create", "ps-vol")
+    d.docker("run", "-d", "--name", "ps-mounts", "-v", "ps-vol:/data", "busybox", "sleep", "1000")
+    assert d.docker("ps", "--filter", "name=ps-mounts", "--format", "{{.Mounts}}").stdout.strip() == "ps-vol"
+    verbose = d.docker("system", "df", "-v").stdout
+    assert any(line.split()[:2] == ["ps-vol", "1"] for line in verbose.splitlines()), verbose
+    d.docker("rm", "-f", "ps-mounts")
+    d.docker("volume", "rm", "ps-vol")
