@@ -54,6 +54,7 @@ _DIRECTIVE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 _KNOWN_DIRECTIVES = ("syntax", "escape", "check")
 _BLANKS = re.compile(r"[\t\v\f\r ]+")
 _GO_SPACE = " \t\n\f\r"
+_MAX_REASON = 300  # keeps messages one readable line when they quote a huge word
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _DURATION_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 10**9,
                    "m": 60 * 10**9, "h": 3600 * 10**9}
@@ -69,6 +70,8 @@ class DockerfileError(InvalidParameter):
     def __init__(self, line: int | None, reason: str, instruction: str = "") -> None:
         if instruction and instruction not in reason:
             reason = f"{instruction}: {reason}"
+        if len(reason) > _MAX_REASON:
+            reason = reason[:_MAX_REASON] + "..."
         where = f" line {line}" if line is not None else ""
         super().__init__(f"Dockerfile parse error{where}: {reason}")
         self.line = line
@@ -519,6 +522,9 @@ def _heredoc_words(line: str) -> list[tuple[str, int | None, bool, bool]]:
         chomp = rest.startswith("-")
         rest = rest[chomp:].lstrip(_GO_SPACE)
         if not rest or "<" in rest:
+            continue
+        if not any(c in rest for c in "'\"\\") and not any(c.isspace() for c in rest):
+            found.append((rest, int(word[:digits]) if digits else None, chomp, True))
             continue
         try:
             names = expand_words(rest, {}, keep_unset=True)

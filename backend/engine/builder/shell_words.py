@@ -54,9 +54,10 @@ class _Words:
         self.buf: list[str] = []
 
     def flush(self) -> None:
-        if self.buf:
-            self.words.append("".join(self.buf))
-            self.buf = []
+        word = "".join(self.buf)
+        if word:
+            self.words.append(word)
+        self.buf = []
 
     def add_split(self, text: str) -> None:
         """Text from an unquoted place: white space separates words."""
