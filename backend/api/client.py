@@ -458,6 +458,18 @@ class EngineClient:
         rows = (await self._send("GET", f"/containers/{ref}/changes")).json()
         return [Change.from_json(r) for r in rows or [] if isinstance(r, dict)]
 
+    async def commit_container(self, ref: str, *, repo: str | None = None, tag: str | None = None,
+                               comment: str | None = None, author: str | None = None, changes: Sequence[str] = (),
+                               pause: bool = True, config: Mapping[str, Any] | None = None) -> str:
+        """``POST /commit``: a new image from the container's changes (``changes``: Dockerfile lines;
+        ``config``: a container config replacing the container's). Returns the image ID."""
+        params: list[tuple[str, str | int | float | bool | None]] = [("container", ref), ("pause", _flag(pause))]
+        params += [(k, v) for k, v in (("repo", repo), ("tag", tag), ("comment", comment), ("author", author))
+                   if v is not None]
+        params += [("changes", c) for c in changes]
+        resp = await self._send_slow("POST", "/commit", params=httpx.QueryParams(params), json_body=config)
+        return str(_json_dict(resp).get("Id") or "")
+
     async def update_container(self, ref: str, update: Mapping[str, Any]) -> list[str]:
         """``POST /containers/{id}/update`` (resources, restart policy); the engine's warnings."""
         doc = _json_dict(await self._send("POST", f"/containers/{ref}/update", json_body=dict(update)))

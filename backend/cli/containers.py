@@ -36,7 +36,7 @@ from backend.cli.formatting import (
     tabwrite,
     timestamp_arg,
 )
-from backend.cli.images import canonical, confirm, file_chunks, parse_filters, pull_image, write_stream
+from backend.cli.images import canonical, confirm, file_chunks, parse_filters, pull_image, split_tag, write_stream
 from backend.cli.run_options import add_container_flags, build_create_body, parse_bytes, parse_cpus, parse_restart
 from backend.cli.terminal import follow_size, raw_terminal, relay
 
@@ -552,6 +552,24 @@ async def diff(cli: Cli, args: argparse.Namespace) -> None:
         cli.print(f"{change.kind.letter} {change.path}")
 
 
+def _configure_commit(p: ArgumentParser) -> None:
+    p.add_argument("-a", "--author", help='Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")')
+    p.add_argument("-c", "--change", action="append", default=[],
+                   help="Apply Dockerfile instruction to the created image")
+    p.add_argument("-m", "--message", help="Commit message")
+    p.add_argument("-p", "--pause", "--pause=true", action="store_true", default=True,
+                   help="Pause container during commit (default true; --pause=false not to)")
+    p.add_argument("--pause=false", dest="pause", action="store_false", help=argparse.SUPPRESS)
+    p.add_argument("container", help="CONTAINER")
+    p.add_argument("reference", nargs="?", help="[REPOSITORY[:TAG]]")
+
+
+async def commit(cli: Cli, args: argparse.Namespace) -> None:
+    repo, tag_name = split_tag(args.reference) if args.reference else (None, None)
+    cli.print(await cli.client.commit_container(args.container, repo=repo, tag=tag_name, comment=args.message,
+                                                author=args.author, changes=args.change, pause=args.pause))
+
+
 def _configure_export(p: ArgumentParser) -> None:
     p.add_argument("-o", "--output", help="Write to a file, instead of STDOUT")
     p.add_argument("container", help="CONTAINER")
@@ -720,6 +738,7 @@ COMMANDS = {
     "port": Command("List port mappings or a specific mapping for the container", _configure_port, port),
     "diff": Command("Inspect changes to files or directories on a container's filesystem", _configure_one, diff),
     "export": Command("Export a container's filesystem as a tar archive", _configure_export, export),
+    "commit": Command("Create a new image from a container's changes", _configure_commit, commit),
     "update": Command("Update configuration of one or more containers", _configure_update, update),
     "container_prune": Command("Remove all stopped containers", _configure_prune, container_prune),
     "cp": Command("Copy files/folders between a container and the local filesystem", _configure_cp, cp),

@@ -21,7 +21,7 @@ VERSION = "0.1.0"
 _VERBS: dict[str, str] = {
     **dict.fromkeys(("run", "create", "start", "stop", "restart", "kill", "pause", "unpause", "rm", "ps", "logs",
                      "exec", "cp", "top", "stats", "rename", "wait", "port", "diff", "export", "update", "attach",
-                     "container_prune"), "containers"),
+                     "commit", "container_prune"), "containers"),
     **dict.fromkeys(("images", "pull", "push", "tag", "rmi", "import", "load", "save", "history", "image_prune"),
                     "images"),
     **dict.fromkeys(("version", "info", "events", "inspect", "container_inspect", "image_inspect", "system_df",
@@ -32,7 +32,7 @@ _VERBS: dict[str, str] = {
 _GROUPS: dict[str, dict[str, str]] = {
     "container": {**{v: v for v in ("run", "create", "start", "stop", "restart", "kill", "pause", "unpause", "rm",
                                     "ps", "logs", "exec", "cp", "top", "stats", "rename", "wait", "port", "diff",
-                                    "export", "update", "attach")},
+                                    "export", "update", "attach", "commit")},
                   "ls": "ps", "list": "ps", "remove": "rm", "prune": "container_prune",
                   "inspect": "container_inspect"},
     "image": {**{v: v for v in ("pull", "push", "tag", "import", "load", "save", "history")},
@@ -62,7 +62,7 @@ Management Commands:
   volume      Manage volumes
 
 Commands:
-  attach cp create diff events export history import inspect kill load logs pause port rename restart rm rmi
+  attach commit cp create diff events export history import inspect kill load logs pause port rename restart rm rmi
   save start stats stop tag top unpause update wait
 
 Run 'berth COMMAND --help' for more information on a command.
