@@ -113,7 +113,8 @@ async def _quietly(work: Awaitable[None]) -> None:
 
 @contextlib.contextmanager
 def _signal_proxy(cli: Cli, cid: str, enabled: bool) -> Any:
-    """Forward SIGINT/SIGTERM/SIGHUP the CLI gets to the container (docker's --sig-proxy)."""
+    """Forward SIGINT/SIGTERM/SIGHUP the CLI gets to the container (docker's --sig-proxy); a second
+    SIGINT interrupts berth itself, leaving the container as it is."""
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) if enabled else ()
     tasks: set[asyncio.Task[None]] = set()
@@ -122,6 +123,8 @@ def _signal_proxy(cli: Cli, cid: str, enabled: bool) -> Any:
         task = loop.create_task(_quietly(cli.client.kill_container(cid, sig.name.removeprefix("SIG"))))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
+        if sig == signal.SIGINT:  # a second Ctrl-C is not forwarded: it ends berth (exit 130)
+            loop.remove_signal_handler(sig)
 
     for sig in signals:
         loop.add_signal_handler(sig, forward, sig)

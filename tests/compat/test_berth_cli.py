@@ -401,3 +401,33 @@ def test_interactive_shell_through_a_pty(berthd_with_busybox: Berthd) -> None:
         except (ProcessLookupError, ChildProcessError):
             pass
         os.close(fd)
+
+
+def test_ctrl_c_is_proxied_to_the_container_then_ends_berth(berthd_with_busybox: Berthd) -> None:
+    def start(*args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([str(BIN / "berth"), *args], env=berthd_with_busybox.env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+    trapping = start("run", "--rm", "busybox", "sh", "-c", "trap 'echo got-int; exit 7' INT; "
+                     "while true; do sleep 0.1; done")
+    time.sleep(2)
+    trapping.send_signal(signal.SIGINT)
+    out, err = trapping.communicate(timeout=20)
+    assert (trapping.returncode, out, err) == (7, "got-int\n", "")
+
+    name = unique("ignores-int")
+    ignoring = start("run", "--name", name, "busybox", "sleep", "1000")  # PID 1 ignores SIGINT
+    try:
+        time.sleep(2)
+        ignoring.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        assert ignoring.poll() is None
+        ignoring.send_signal(signal.SIGINT)
+        out, err = ignoring.communicate(timeout=20)
+        assert (ignoring.returncode, err) == (130, "")
+    finally:
+        if ignoring.poll() is None:
+            ignoring.kill()
+            ignoring.wait()
+        berthd_with_busybox.berth("rm", "-f", name, check=False)
