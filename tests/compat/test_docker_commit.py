@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.fixtures.berthd import Berthd
+from tests.fixtures.registry import LocalRegistry
 
 pytestmark = [pytest.mark.root, pytest.mark.network]
 
@@ -102,6 +103,20 @@ def test_save_of_committed_image_loads_in_skopeo_and_back(berthd_with_busybox: B
     d.docker("load", "-i", str(archive))
     assert d.docker("image", "inspect", "-f", "{{.Id}}", image).stdout.strip() == image_id
     assert d.docker("run", "--rm", image).stdout == "hi\n"
+
+
+def test_push_and_pull_of_committed_image(berthd_with_busybox: Berthd, registry: LocalRegistry,
+                                         names: dict[str, str]) -> None:
+    d = berthd_with_busybox
+    c, remote = names["container"], f"{registry.domain}/{names['image']}:v1"
+    _changed_container(d, c)
+    image_id = d.docker("commit", "-c", 'CMD ["cat", "/greeting"]', c, remote).stdout.strip()
+    d.docker("push", remote)
+    d.docker("rmi", remote)
+    d.docker("pull", "-q", remote)
+    assert d.docker("image", "inspect", "-f", "{{.Id}}", remote).stdout.strip() == image_id
+    assert d.docker("run", "--rm", remote).stdout == "hi\n"
+    d.docker("rmi", remote)
 
 
 def test_berth_commit(berthd_with_busybox: Berthd, names: dict[str, str]) -> None:

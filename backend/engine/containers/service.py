@@ -686,9 +686,11 @@ class ContainerService:
             parent = self.images.resolve(record.image_id)
         except NotFound as exc:
             raise Conflict(f"the image of container {record.id} was removed: cannot commit it") from exc
-        paused = pause and record.state.status is ContainerStatus.RUNNING
-        if paused:
-            await self.pause(record.id)
+        paused = False
+        if pause and record.state.status is ContainerStatus.RUNNING:
+            with contextlib.suppress(Conflict):  # it stopped meanwhile: nothing to pause
+                await self.pause(record.id)
+                paused = True
         try:
             image = await self.images.commit(
                 parent, self.filesystem(record.id)[2], config=new_config, created_by=" ".join(current.get("Cmd") or []),
