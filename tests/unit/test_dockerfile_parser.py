@@ -417,7 +417,7 @@ def test_which_instructions_expand() -> None:
 
 def test_expansion_error_names_the_line() -> None:
     df = parse_dockerfile("FROM busybox\n\nWORKDIR ${V:?must be set}\n")
-    with pytest.raises(DockerfileError, match="line 3: WORKDIR: .*V: must be set"):
+    with pytest.raises(DockerfileError, match=r"line 3: WORKDIR: .*V: must be set"):
         df.stages[0].instructions[0].expanded({})
 
 

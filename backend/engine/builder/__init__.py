@@ -1,1 +1,2 @@
-"""Engine package builder (see docs/architecture.md)."""
+"""The image builder: Dockerfile parsing (dockerfile.py), variable expansion (shell_words.py) and
+.dockerignore matching (dockerignore.py); see docs/architecture.md."""

@@ -66,7 +66,13 @@ class Pattern:
         """True when this pattern (without its ``!``) matches the whole cleaned relative ``path``."""
         if self.suffix is not None:
             return path.endswith(self.suffix) or (self.suffix.startswith("/") and path == self.suffix[1:])
-        return _run(self.tokens, path)
+        return _run(self.tokens, path, parents=False)
+
+    def matches_or_parent(self, path: str) -> bool:
+        """True when this pattern matches ``path`` or one of its parent directories (one pass over it)."""
+        if self.suffix is None:
+            return _run(self.tokens, path, parents=True)
+        return self.matches(path) or any(self.matches(path[:i]) for i, ch in enumerate(path) if ch == "/")
 
 
 def clean_path(path: str) -> str:
@@ -92,9 +98,12 @@ def _closure(tokens: tuple[_Token, ...], states: set[int]) -> set[int]:
     return states
 
 
-def _run(tokens: tuple[_Token, ...], path: str) -> bool:
+def _run(tokens: tuple[_Token, ...], path: str, parents: bool) -> bool:
+    """Run the pattern over ``path``; with ``parents``, a match of any prefix ending before a "/" counts."""
     states = _closure(tokens, {0})
     for ch in path:
+        if parents and ch == "/" and len(tokens) in states:
+            return True
         moved: set[int] = set()
         for i in states:
             if i >= len(tokens):
@@ -204,13 +213,11 @@ def is_excluded(path: str, patterns: list[Pattern]) -> bool:
     path = clean_path(path).lstrip("/") or "."
     if path == ".":
         return False
-    parts = path.split("/")
-    parents = ["/".join(parts[:i]) for i in range(1, len(parts))]
     excluded = False
     for pattern in patterns:
         if pattern.exclusion != excluded:
             continue
-        if pattern.matches(path) or any(pattern.matches(parent) for parent in parents):
+        if pattern.matches_or_parent(path):
             excluded = not pattern.exclusion
     return excluded
 
