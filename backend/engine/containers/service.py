@@ -50,7 +50,7 @@ from backend.engine.runtime.logfile import LogEntry, read_logs
 from backend.engine.runtime.monitor import LOG_NAME, write_json_atomic
 from backend.engine.runtime.monitor_client import MonitorHandle, MonitorState
 from backend.engine.system import ContainerCounts
-from backend.engine.volumes.service import VolumeService
+from backend.engine.volumes.service import VolumeService, tree_size
 
 DEFAULT_CGROUP_PARENT = "/berth"
 
@@ -97,15 +97,6 @@ UNIX_EPOCH = "1970-01-01T00:00:00Z"
 async def _drain(reader: asyncio.StreamReader) -> None:
     while await reader.read(1 << 16):
         pass
-
-
-def _tree_size(top: str) -> int:
-    total = 0
-    for base, dirs, files in os.walk(top):
-        for name in [*dirs, *files]:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(base, name)).st_size
-    return total
 
 
 class ContainerService:
@@ -219,7 +210,7 @@ class ContainerService:
 
     async def size_rw(self, record: ContainerRecord) -> int:
         """Bytes the container wrote (its overlay upper directory), counted without following links."""
-        return await asyncio.to_thread(_tree_size, os.path.join(self._paths(record.id)["fs"], "upper"))
+        return await asyncio.to_thread(tree_size, os.path.join(self._paths(record.id)["fs"], "upper"))
 
     def inspect(self, ref: str) -> dict[str, Any]:
         """Docker's ``ContainerInspect`` document (the fields known before networking and volumes)."""
