@@ -17,7 +17,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -112,7 +112,7 @@ async def _quietly(work: Awaitable[None]) -> None:
 
 
 @contextlib.contextmanager
-def _signal_proxy(cli: Cli, cid: str, enabled: bool) -> Any:
+def _signal_proxy(cli: Cli, cid: str, enabled: bool) -> Iterator[None]:
     """Forward SIGINT/SIGTERM/SIGHUP the CLI gets to the container (docker's --sig-proxy); a second
     SIGINT interrupts berth itself, leaving the container as it is."""
     loop = asyncio.get_running_loop()
