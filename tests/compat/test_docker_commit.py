@@ -20,7 +20,6 @@ from tests.fixtures.registry import LocalRegistry
 
 pytestmark = [pytest.mark.root, pytest.mark.network]
 
-INIT_PATHS = {"/dev", "/proc", "/sys", "/etc", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf"}
 """What ``docker diff`` of berthd shows for a container that changed nothing (dockerd shows nothing)."""
 
 
@@ -66,8 +65,7 @@ def test_commit_change_message_author_history_and_diff(berthd_with_busybox: Bert
     # A container of the committed image starts with no changes of its own: everything came with the image,
     # and the mount points berthd adds (Docker's init layer) were not committed.
     d.docker("create", "--name", names["other"], image)
-    fresh = {line.split(" ", 1)[1] for line in d.docker("diff", names["other"]).stdout.splitlines()}
-    assert fresh <= INIT_PATHS
+    assert d.docker("diff", names["other"]).stdout == ""
 
 
 def test_commit_running_container_pauses_and_resumes(berthd_with_busybox: Berthd, names: dict[str, str]) -> None:

@@ -49,6 +49,7 @@ from backend.engine.containers.service import ContainerService
 from backend.engine.containers.store import ContainerRecord
 from backend.engine.errors import Forbidden, InvalidParameter, NotFound, Unavailable
 from backend.engine.images import layers, tarsafe
+from backend.engine.images.commit import INIT_PATHS
 from backend.engine.images.layer_store import chain_ids
 from backend.engine.runtime.rootfs import RootfsError, secure_join
 
@@ -541,7 +542,9 @@ class ContainerFilesystem:
         A whiteout is a deletion; an opaque directory that exists below is reported deleted (its new
         contents as added); an entry that exists in a lower layer is modified, else added, except a
         directory whose size, mode and mtime match the lower one; the parent of an addition or deletion
-        is reported modified once. Raises NotFound, Unavailable.
+        is reported modified once. The engine's own mount points (``/dev``, ``/etc/hosts``...: Docker's init
+        layer, ``INIT_PATHS``) are not changes, nor a directory changed only by them. Raises NotFound,
+        Unavailable.
         """
         record, _, upper = self._service.filesystem(ref)
         image = self._service.images.resolve(record.image_id)
@@ -551,7 +554,7 @@ class ContainerFilesystem:
                 lowers.append(os.open(self._service.images.layers.diff_path(chain), _O_DIR_PATH))
             upper_fd = os.open(upper, _O_DIR)
             try:
-                return _diff(upper_fd, lowers)
+                return _without_init_paths(_diff(upper_fd, lowers))
             finally:
                 os.close(upper_fd)
         except OSError as exc:
@@ -606,6 +609,17 @@ def _opaque(fd: int) -> bool:
         return os.getxattr(fd, layers.OVERLAY_OPAQUE_XATTR) == b"y"
     except OSError:
         return False
+
+
+def _without_init_paths(changes: list[Change]) -> list[Change]:
+    def init(path: str) -> bool:
+        relative = path.lstrip("/")
+        return any(relative == p or relative.startswith(p + "/") for p in INIT_PATHS)
+
+    kept = [c for c in changes if not init(c.path)]
+    dropped_parents = {"/" + p.rpartition("/")[0] for p in INIT_PATHS if "/" in p}
+    return [c for c in kept if c.path not in dropped_parents
+            or any(other.path.startswith(c.path + "/") for other in kept)]
 
 
 def _diff(upper: int, lowers: list[int]) -> list[Change]:
