@@ -438,6 +438,32 @@ class _Extractor(layers._Applier):
         return super()._make_room(parent, name, is_dir=is_dir)
 
 
+def extract_archive(root: str, owner_name: str, path: str, source: BinaryIO, *,
+                    limits: layers.LayerLimits = COPY_LIMITS, no_overwrite_dir_non_dir: bool = False,
+                    owner: tuple[int, int] | None = None) -> None:
+    """Extract the tar read from ``source`` into the directory at ``path`` of the root filesystem mounted at
+    ``root`` (``owner_name`` names it in messages), as ``put_archive`` does (the builder uses it too).
+
+    Raises NotFound, InvalidParameter, Unavailable as ``put_archive``.
+    """
+    target = _parse_path(path)
+    with _Root(root, owner_name) as tree:
+        found = tree.locate(dataclasses.replace(target, follow=True))
+        os.close(found.dir_fd)
+        if not stat.S_ISDIR(found.st.st_mode):
+            raise InvalidParameter("extraction point is not a directory")
+        body = _Body(source, limits)
+        extractor = _Extractor(tree.fd, target.parts, limits, no_overwrite_dir_non_dir=no_overwrite_dir_non_dir,
+                               owner=owner)
+        try:
+            extractor.run(body)  # type: ignore[arg-type]  # _Body has the read() the applier uses
+            extractor.finish()
+        except layers.LayerError as exc:
+            raise InvalidParameter(f"cannot extract the archive: {exc}") from None
+        finally:
+            extractor.close()
+
+
 # --- the service ------------------------------------------------------------------------------------
 
 
@@ -501,21 +527,8 @@ class ContainerFilesystem:
         if copy_uid_gid:
             uid, gid, _ = resolve_user(merged, str(record.request.get("User") or ""))
             owner = (uid, gid)
-        with _Root(merged, ref) as root:
-            found = root.locate(dataclasses.replace(target, follow=True))
-            os.close(found.dir_fd)
-            if not stat.S_ISDIR(found.st.st_mode):
-                raise InvalidParameter("extraction point is not a directory")
-            body = _Body(source, self._limits)
-            extractor = _Extractor(root.fd, target.parts, self._limits,
-                                   no_overwrite_dir_non_dir=no_overwrite_dir_non_dir, owner=owner)
-            try:
-                extractor.run(body)  # type: ignore[arg-type]  # _Body has the read() the applier uses
-                extractor.finish()
-            except layers.LayerError as exc:
-                raise InvalidParameter(f"cannot extract the archive: {exc}") from None
-            finally:
-                extractor.close()
+        extract_archive(merged, ref, target.text, source, limits=self._limits,
+                        no_overwrite_dir_non_dir=no_overwrite_dir_non_dir, owner=owner)
         self._emit(record, "extract-to-dir")
 
     def export(self, ref: str) -> Callable[[IO[bytes]], None]:
