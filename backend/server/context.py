@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from backend.engine.errors import Unavailable
 from backend.engine.events import EventBus
 from backend.engine.images.service import ImageService
 from backend.engine.registry.auth import Credentials, CredentialSource, StaticCredentials
@@ -78,6 +79,18 @@ class ServerContext:
         client = self.registry_for(_OneCredential(credentials))
         try:
             yield self.images.with_registry(client)
+        finally:
+            await client.aclose()
+
+    async def check_login(self, domain: str, username: str, password: str) -> None:
+        """``POST /auth``: whether ``domain`` accepts these credentials. Nothing is kept (the client stores
+        its credentials itself, as with dockerd). Raises the registry's errors (Forbidden for refused
+        credentials), Unavailable without a registry client."""
+        if self.registry_for is None:
+            raise Unavailable("this engine has no registry client")
+        client = self.registry_for(StaticCredentials())
+        try:
+            await client.login(domain, username, password)
         finally:
             await client.aclose()
 

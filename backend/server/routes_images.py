@@ -7,6 +7,7 @@ here after the service call succeeds, because the image service has no event bus
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ from backend.engine.images.service import HistoryEntry, ImageSummary, Progress, 
 from backend.engine.registry.auth import Credentials
 from backend.engine.registry.manifest import Platform
 from backend.server.context import CONTEXT, ServerContext
-from backend.server.params import parse_filters, query_bool, query_int, registry_auth
+from backend.server.params import parse_filters, query_bool, query_int, read_json_body, registry_auth
 from backend.server.streams import (
     Emit,
     Message,
@@ -243,6 +244,23 @@ async def image_history(request: web.Request) -> web.Response:
     return web.json_response([history_json(e) for e in entries])
 
 
+async def auth(request: web.Request) -> web.Response:
+    """``POST /auth``: check registry credentials (``serveraddress`` as the docker CLI sends it, e.g.
+    ``https://index.docker.io/v1/``); nothing is stored by the engine."""
+    body = await read_json_body(request)
+    if not isinstance(body, dict):
+        raise InvalidParameter("auth config must be an object")
+    username, password = body.get("username"), body.get("password")
+    server = body.get("serveraddress") or "docker.io"
+    if not all(isinstance(v, str) for v in (username, password, server)):
+        raise InvalidParameter("username, password and serveraddress must be strings")
+    domain = urllib.parse.urlsplit(server if "://" in server else f"//{server}").netloc or server
+    if domain.lower() in ("index.docker.io", "registry-1.docker.io"):
+        domain = "docker.io"
+    await request.app[CONTEXT].check_login(domain, str(username), str(password))
+    return web.json_response({"Status": "Login Succeeded", "IdentityToken": ""})
+
+
 async def search_images(request: web.Request) -> web.Response:
     """``GET /images/search?term=&limit=&filters=``."""
     term = request.query.get("term", "")
@@ -318,6 +336,7 @@ async def prune_images(request: web.Request) -> web.Response:
 
 def setup(app: web.Application) -> None:
     """Register the image routes (static paths first: ``{name}`` may contain slashes)."""
+    add_route(app, "POST", "/auth", auth)
     add_route(app, "GET", "/images/json", list_images)
     add_route(app, "POST", "/images/create", create_image)
     add_route(app, "GET", "/images/search", search_images)
