@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from aiohttp import web
 
+from backend.engine.builder.service import BuildService
 from backend.engine.containers.service import ContainerService
 from backend.engine.errors import EngineError, InvalidParameter, Unavailable
 from backend.engine.events import EventBus
@@ -39,6 +40,7 @@ from backend.engine.volumes.service import VolumeService
 from backend.server.app import create_app, make_runner
 from backend.server.context import ServerContext
 from backend.server.routes_archive import routes as archive_routes
+from backend.server.routes_build import routes as build_routes
 from backend.server.routes_commit import routes as commit_routes
 from backend.server.routes_containers import routes as container_routes
 from backend.server.routes_containers import rows_with_size
@@ -186,12 +188,13 @@ async def serve(config: DaemonConfig) -> None:
     containers.recover()
     await containers.recover_running()
     system = SystemService(config.data_root, images, events, containers=containers.counts)
+    builder = BuildService(os.path.join(config.data_root, "builder"), images, containers, registry_for=registry_for)
     context = ServerContext(images=images, system=system, events=events, registry_for=registry_for,
                             image_in_use=containers.in_use(), container_rows=lambda: rows_with_size(containers),
                             volume_rows=lambda: volume_rows(volumes))
     app: web.Application = create_app(context, extra_routes=[container_routes(containers), archive_routes(containers),
                                                                   volume_routes(volumes), network_routes(networks),
-                                                                  commit_routes(containers)])
+                                                                  commit_routes(containers), build_routes(builder)])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
