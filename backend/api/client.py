@@ -1,4 +1,4 @@
-"""``EngineClient``: the async Docker Engine API client the GUI, CLI and compose share (httpx).
+"""``EngineClient``: the async Docker Engine API client the GUI, CLI and compose share.
 
 It talks to any Docker-API engine (Berth or dockerd) on a unix socket or TCP. The API version is
 negotiated once, on first use, from ``/_ping``'s ``Api-Version``: the lower of the engine's and
@@ -6,7 +6,8 @@ negotiated once, on first use, from ``/_ping``'s ``Api-Version``: the lower of t
 
 Errors: every non-2xx answer raises the :mod:`backend.api.errors` class for its status, with the
 engine's message; an error line inside a stream raises :class:`~backend.api.errors.StreamError`;
-no engine at the address raises :class:`~backend.api.errors.EngineUnreachable`.
+no engine at the address raises :class:`~backend.api.errors.EngineUnreachable`. HTTP is
+:mod:`backend.api.http` (a connection per request, so a command starts fast).
 
 Streams (pull, push, load, import, events, logs, stats, archives) are async iterators; leaving the
 ``async for`` early closes the connection, which cancels the work on the engine. ``attach`` and exec
@@ -17,13 +18,12 @@ with a stream hijack the connection (:mod:`backend.api.hijack`). :meth:`EngineCl
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from backend.api.errors import APIError, EngineUnreachable, StreamError, error_for_status
+from backend.api import http
+from backend.api.errors import APIError, StreamError, error_for_status
 from backend.api.hijack import FrameDecoder, HijackedConnection, open_hijacked
 from backend.api.host import find_host, parse_host
 from backend.api.types import (
@@ -54,9 +54,13 @@ from backend.api.types import (
     WaitResult,
 )
 
+if TYPE_CHECKING:
+    import ssl
+
 CLIENT_API_VERSION = "1.41"
 Filters = Mapping[str, Sequence[str]]
-Body = bytes | AsyncIterable[bytes]
+Body = http.Body
+Params = http.Params
 
 
 def _version_tuple(text: str) -> tuple[int, int]:
@@ -79,22 +83,9 @@ def _params(**values: str | None) -> dict[str, str]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def _json_dict(resp: httpx.Response) -> dict[str, Any]:
-    try:
-        doc = resp.json()
-    except ValueError as exc:
-        raise APIError(f"malformed answer from the engine: {resp.text[:200]!r}") from exc
+def _json_dict(resp: http.Response) -> dict[str, Any]:
+    doc = resp.json()
     return doc if isinstance(doc, dict) else {}
-
-
-def _message(resp: httpx.Response) -> str:
-    try:
-        doc = resp.json()
-    except ValueError:
-        return resp.text.strip() or resp.reason_phrase
-    if isinstance(doc, dict) and isinstance(doc.get("message"), str):
-        return str(doc["message"])
-    return resp.text.strip() or resp.reason_phrase
 
 
 class EngineClient:
@@ -105,16 +96,12 @@ class EngineClient:
     """
 
     def __init__(self, host: str | None = None, *, timeout: float = 60.0,
-                 user_agent: str = "berth-client/0.1", transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 user_agent: str = "berth-client/0.1", tls: ssl.SSLContext | None = None) -> None:
         self.address = parse_host(host or find_host())
-        if transport is None:
-            # verify=False: no TLS is spoken (unix socket or plain tcp://), and loading CA certificates costs ~50 ms
-            transport = (httpx.AsyncHTTPTransport(uds=self.address.path, verify=False)
-                         if self.address.scheme == "unix" else httpx.AsyncHTTPTransport(verify=False))
-        self._timeout = httpx.Timeout(timeout)
-        self._stream_timeout = httpx.Timeout(timeout, read=None, write=None)
-        self._http = httpx.AsyncClient(base_url=self.address.base_url, transport=transport, timeout=self._timeout,
-                                       trust_env=False, headers={"User-Agent": user_agent})
+        self._timeout = timeout
+        self._tls = tls
+        self._headers = {"User-Agent": user_agent}
+        self._streams: set[http.Response] = set()
         self._prefix: str | None = None
         self.api_version: str | None = None
 
@@ -125,8 +112,9 @@ class EngineClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connections."""
-        await self._http.aclose()
+        """Close the connections of streams still open."""
+        for resp in list(self._streams):
+            await resp.aclose()
 
     # -- plumbing ------------------------------------------------------------------------------------
 
@@ -141,49 +129,46 @@ class EngineClient:
             self._prefix = f"/v{self.api_version}"
         return self._prefix + path
 
-    async def _send(self, method: str, path: str, *, versioned: bool = True, params: Mapping[str, str] | None = None,
-                    headers: Mapping[str, str] | None = None, content: Body | None = None,
-                    json_body: Any = None) -> httpx.Response:
-        url = await self._url(path, versioned)
-        try:
-            resp = await self._http.request(method, url, params=params, headers=headers, content=content,
-                                            json=json_body)
-        except httpx.TransportError as exc:
-            raise EngineUnreachable(f"cannot reach the engine at {self._where()}: {exc}") from exc
-        if resp.status_code >= 400:
-            raise error_for_status(resp.status_code, _message(resp))
+    async def _request(self, method: str, path: str, *, versioned: bool = True, params: Params | None = None,
+                       headers: Mapping[str, str] | None = None, content: Body | None = None,
+                       json_body: Any = None, read_timeout: float | None) -> http.Response:
+        """The answer to one request, its body unread; an error status raises (body read, connection closed)."""
+        if json_body is not None:
+            content = json.dumps(json_body).encode()
+            headers = {"Content-Type": "application/json", **(headers or {})}
+        target = http.request_target(await self._url(path, versioned), params)
+        resp = await http.send(self.address, method, target, headers={**self._headers, **(headers or {})},
+                               body=content, timeout=self._timeout, read_timeout=read_timeout, tls=self._tls)
+        if resp.status >= 400:
+            raise error_for_status(resp.status, http.error_message(await resp.read(), resp.reason))
         return resp
 
-    def _where(self) -> str:
-        a = self.address
-        return f"unix://{a.path}" if a.scheme == "unix" else f"tcp://{a.host}:{a.port}"
+    async def _send(self, method: str, path: str, *, versioned: bool = True, params: Params | None = None,
+                    json_body: Any = None, slow: bool = False) -> http.Response:
+        """A request and its whole answer; ``slow``: the answer may take longer than the timeout (stop,
+        remove, prune, auth)."""
+        resp = await self._request(method, path, versioned=versioned, params=params, json_body=json_body,
+                                   read_timeout=None if slow else self._timeout)
+        await resp.read()
+        return resp
 
     @asynccontextmanager
-    async def _open_stream(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
+    async def _open_stream(self, method: str, path: str, *, params: Params | None = None,
                            headers: Mapping[str, str] | None = None, content: Body | None = None
-                           ) -> AsyncIterator[httpx.Response]:
-        url = await self._url(path)
-        request = self._http.build_request(method, url, params=params, headers=headers, content=content,
-                                           timeout=self._stream_timeout)
+                           ) -> AsyncIterator[http.Response]:
+        resp = await self._request(method, path, params=params, headers=headers, content=content, read_timeout=None)
+        self._streams.add(resp)
         try:
-            resp = await self._http.send(request, stream=True)
-        except httpx.TransportError as exc:
-            raise EngineUnreachable(f"cannot reach the engine at {self._where()}: {exc}") from exc
-        try:
-            if resp.status_code >= 400:
-                await resp.aread()
-                raise error_for_status(resp.status_code, _message(resp))
             yield resp
-        except httpx.TransportError as exc:
-            raise APIError(f"the engine's stream broke off: {exc}") from exc
         finally:
+            self._streams.discard(resp)
             await resp.aclose()
 
-    async def _json_lines(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
+    async def _json_lines(self, method: str, path: str, *, params: Params | None = None,
                           headers: Mapping[str, str] | None = None, content: Body | None = None
                           ) -> AsyncIterator[dict[str, Any]]:
         async with self._open_stream(method, path, params=params, headers=headers, content=content) as resp:
-            async for line in resp.aiter_lines():
+            async for line in resp.iter_lines():
                 if not line.strip():
                     continue
                 try:
@@ -203,8 +188,8 @@ class EngineClient:
     async def ping(self) -> Ping:
         """``GET /_ping`` (unversioned): the engine's API version and OS type."""
         resp = await self._send("GET", "/_ping", versioned=False)
-        return Ping(resp.headers.get("Api-Version", ""), resp.headers.get("Ostype", ""),
-                    resp.headers.get("Docker-Experimental", "").lower() == "true")
+        return Ping(resp.headers.get("api-version", ""), resp.headers.get("ostype", ""),
+                    resp.headers.get("docker-experimental", "").lower() == "true")
 
     async def version(self) -> Version:
         """``GET /version``."""
@@ -248,12 +233,11 @@ class EngineClient:
                            platform: str | None = None) -> AsyncIterator[dict[str, Any]]:
         """``POST /images/create?fromSrc=-``: import a root filesystem tar; the last message's
         ``status`` is the new image ID."""
-        params: list[tuple[str, str | int | float | bool | None]] = [("fromSrc", "-")]
+        params: list[tuple[str, str]] = [("fromSrc", "-")]
         params += [(k, v) for k, v in (("repo", repo), ("tag", tag), ("message", message),
                                        ("platform", platform)) if v is not None]
         params += [("changes", c) for c in changes]
-        url_params = httpx.QueryParams(params)
-        async for line in self._json_lines("POST", "/images/create", params=url_params, content=data,
+        async for line in self._json_lines("POST", "/images/create", params=params, content=data,
                                            headers={"Content-Type": "application/x-tar"}):
             yield line
 
@@ -293,9 +277,8 @@ class EngineClient:
 
     async def save_images(self, names: Sequence[str]) -> AsyncIterator[bytes]:
         """``GET /images/get?names=``: the archive's bytes, as they come."""
-        params = httpx.QueryParams([("names", n) for n in names])
-        async with self._open_stream("GET", "/images/get", params=params) as resp:
-            async for chunk in resp.aiter_bytes():
+        async with self._open_stream("GET", "/images/get", params=[("names", n) for n in names]) as resp:
+            async for chunk in resp.iter_bytes():
                 yield chunk
 
     async def load_images(self, data: Body, *, quiet: bool = False) -> AsyncIterator[dict[str, Any]]:
@@ -367,12 +350,12 @@ class EngineClient:
     async def stop_container(self, ref: str, *, timeout: int | None = None, signal: str | None = None) -> None:
         """``POST /containers/{id}/stop``; waits as long as the stop takes."""
         params = _params(t=str(timeout) if timeout is not None else None, signal=signal)
-        await self._send_slow("POST", f"/containers/{ref}/stop", params=params)
+        await self._send("POST", f"/containers/{ref}/stop", params=params, slow=True)
 
     async def restart_container(self, ref: str, *, timeout: int | None = None) -> None:
         """``POST /containers/{id}/restart``; waits as long as the stop takes."""
-        await self._send_slow("POST", f"/containers/{ref}/restart",
-                              params=_params(t=str(timeout) if timeout is not None else None))
+        await self._send("POST", f"/containers/{ref}/restart",
+                         params=_params(t=str(timeout) if timeout is not None else None), slow=True)
 
     async def kill_container(self, ref: str, signal: str | None = None) -> None:
         """``POST /containers/{id}/kill``."""
@@ -393,7 +376,7 @@ class EngineClient:
     async def remove_container(self, ref: str, *, force: bool = False, volumes: bool = False) -> None:
         """``DELETE /containers/{id}``."""
         params = _params(force=_flag(force) if force else None, v=_flag(volumes) if volumes else None)
-        await self._send_slow("DELETE", f"/containers/{ref}", params=params)
+        await self._send("DELETE", f"/containers/{ref}", params=params, slow=True)
 
     @asynccontextmanager
     async def waiting(self, ref: str, condition: str = "not-running") -> AsyncIterator[PendingWait]:
@@ -416,7 +399,7 @@ class EngineClient:
                          since=since, until=until, tail=tail, timestamps=_flag(timestamps) if timestamps else None)
         decoder = None if tty else FrameDecoder()
         async with self._open_stream("GET", f"/containers/{ref}/logs", params=params) as resp:
-            async for chunk in resp.aiter_bytes():
+            async for chunk in resp.iter_bytes():
                 if decoder is None:
                     yield 1, chunk
                 else:
@@ -429,7 +412,7 @@ class EngineClient:
         params = _params(stream="1", stdin=_flag(stdin), stdout=_flag(stdout), stderr=_flag(stderr),
                          logs=_flag(logs) if logs else None, detachKeys=detach_keys)
         return await open_hijacked(self.address, "POST", await self._url(f"/containers/{ref}/attach"),
-                                   params=params, timeout=self._timeout.connect or 60.0)
+                                   params=params, timeout=self._timeout, tls=self._tls)
 
     async def resize_container(self, ref: str, height: int, width: int) -> None:
         """``POST /containers/{id}/resize`` (the container's tty)."""
@@ -444,7 +427,7 @@ class EngineClient:
         """``GET /containers/{id}/stats``: one sample a second, or one in all without ``stream``."""
         params = {"stream": _flag(stream)}
         async with self._open_stream("GET", f"/containers/{ref}/stats", params=params) as resp:
-            async for line in resp.aiter_lines():
+            async for line in resp.iter_lines():
                 if line.strip():
                     try:
                         doc = json.loads(line)
@@ -463,11 +446,11 @@ class EngineClient:
                                pause: bool = True, config: Mapping[str, Any] | None = None) -> str:
         """``POST /commit``: a new image from the container's changes (``changes``: Dockerfile lines;
         ``config``: a container config replacing the container's). Returns the image ID."""
-        params: list[tuple[str, str | int | float | bool | None]] = [("container", ref), ("pause", _flag(pause))]
+        params: list[tuple[str, str]] = [("container", ref), ("pause", _flag(pause))]
         params += [(k, v) for k, v in (("repo", repo), ("tag", tag), ("comment", comment), ("author", author))
                    if v is not None]
         params += [("changes", c) for c in changes]
-        resp = await self._send_slow("POST", "/commit", params=httpx.QueryParams(params), json_body=config)
+        resp = await self._send("POST", "/commit", params=params, json_body=config, slow=True)
         return str(_json_dict(resp).get("Id") or "")
 
     async def update_container(self, ref: str, update: Mapping[str, Any]) -> list[str]:
@@ -478,13 +461,13 @@ class EngineClient:
 
     async def prune_containers(self, *, filters: Filters | None = None) -> ContainerPruneReport:
         """``POST /containers/prune``."""
-        resp = await self._send_slow("POST", "/containers/prune", params=_params(filters=_filters(filters)))
+        resp = await self._send("POST", "/containers/prune", params=_params(filters=_filters(filters)), slow=True)
         return ContainerPruneReport.from_json(_json_dict(resp))
 
     async def export_container(self, ref: str) -> AsyncIterator[bytes]:
         """``GET /containers/{id}/export``: the root filesystem as a tar, as it comes."""
         async with self._open_stream("GET", f"/containers/{ref}/export") as resp:
-            async for chunk in resp.aiter_bytes():
+            async for chunk in resp.iter_bytes():
                 yield chunk
 
     async def stat_path(self, ref: str, path: str) -> PathStat:
@@ -496,7 +479,7 @@ class EngineClient:
     async def get_archive(self, ref: str, path: str) -> AsyncIterator[tuple[PathStat, AsyncIterator[bytes]]]:
         """``GET /containers/{id}/archive``: what is at ``path`` and a tar of it, as it comes."""
         async with self._open_stream("GET", f"/containers/{ref}/archive", params={"path": path}) as resp:
-            yield _path_stat(resp), resp.aiter_bytes()
+            yield _path_stat(resp), resp.iter_bytes()
 
     async def put_archive(self, ref: str, path: str, data: Body, *, no_overwrite_dir_non_dir: bool = False,
                           copy_uid_gid: bool = False) -> None:
@@ -505,7 +488,7 @@ class EngineClient:
                          copyUIDGID="true" if copy_uid_gid else None)
         async with self._open_stream("PUT", f"/containers/{ref}/archive", params=params, content=data,
                                      headers={"Content-Type": "application/x-tar"}) as resp:
-            await resp.aread()
+            await resp.read()
 
     # -- exec ----------------------------------------------------------------------------------------
 
@@ -525,7 +508,7 @@ class EngineClient:
     async def exec_attach(self, exec_id: str, *, tty: bool) -> HijackedConnection:
         """``POST /exec/{id}/start`` (hijacked): the process's stdio. Close the connection when done."""
         return await open_hijacked(self.address, "POST", await self._url(f"/exec/{exec_id}/start"),
-                                   json_body={"Detach": False, "Tty": tty}, timeout=self._timeout.connect or 60.0)
+                                   json_body={"Detach": False, "Tty": tty}, timeout=self._timeout, tls=self._tls)
 
     async def exec_inspect(self, exec_id: str) -> ExecInspect:
         """``GET /exec/{id}/json``."""
@@ -541,36 +524,19 @@ class EngineClient:
         """``POST /auth``: check credentials with the registry (through the engine)."""
         body = {k: v for k, v in (("username", auth.username), ("password", auth.password),
                                   ("serveraddress", auth.serveraddress)) if v}
-        return AuthResult.from_json(_json_dict(await self._send_slow("POST", "/auth", json_body=body)))
-
-    async def _send_slow(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
-                         json_body: Any = None) -> httpx.Response:
-        """A request whose answer may take longer than the timeout (stop, remove, prune, auth)."""
-        async with self._open_stream(method, path, params=params,
-                                     content=json.dumps(json_body).encode() if json_body is not None else None,
-                                     headers={"Content-Type": "application/json"} if json_body is not None else None
-                                     ) as resp:
-            await resp.aread()
-            return resp
+        return AuthResult.from_json(_json_dict(await self._send("POST", "/auth", json_body=body, slow=True)))
 
 
 class PendingWait:
     """A ``wait`` the engine has accepted; :meth:`result` reads its answer (blocking until it comes)."""
 
-    def __init__(self, resp: httpx.Response) -> None:
+    def __init__(self, resp: http.Response) -> None:
         self._resp = resp
 
     async def result(self) -> WaitResult:
         """The exit. Raises APIError if the connection broke off or the answer is malformed."""
-        try:
-            body = await self._resp.aread()
-        except httpx.TransportError as exc:
-            raise APIError(f"the engine's wait broke off: {exc}") from exc
-        try:
-            doc = json.loads(body)
-        except ValueError as exc:
-            raise APIError(f"malformed wait answer: {body[:200]!r}") from exc
-        return WaitResult.from_json(doc if isinstance(doc, dict) else {})
+        await self._resp.read()
+        return WaitResult.from_json(_json_dict(self._resp))
 
 
 def _str_field(doc: dict[str, Any], key: str) -> str:
@@ -580,8 +546,8 @@ def _str_field(doc: dict[str, Any], key: str) -> str:
     return value
 
 
-def _path_stat(resp: httpx.Response) -> PathStat:
-    header = resp.headers.get("X-Docker-Container-Path-Stat")
+def _path_stat(resp: http.Response) -> PathStat:
+    header = resp.headers.get("x-docker-container-path-stat")
     if not header:
         raise APIError("the engine's answer has no X-Docker-Container-Path-Stat header")
     try:

@@ -1,9 +1,8 @@
 """Hijacked connections (attach, exec start) and Docker's multiplexed stream framing.
 
-httpx cannot take over a connection, so :func:`open_hijacked` speaks just enough HTTP/1.1 itself: it
-opens the engine's socket with asyncio, sends one request with ``Connection: Upgrade`` and
-``Upgrade: tcp``, reads the ``101 UPGRADED`` answer (``200 OK`` is accepted too, as older engines sent
-it) and hands back the socket as a raw bidirectional stream (:class:`HijackedConnection`).
+:func:`open_hijacked` sends one request with ``Connection: Upgrade`` and ``Upgrade: tcp`` through
+:mod:`backend.api.http`, reads the ``101 UPGRADED`` answer (``200 OK`` is accepted too, as older engines
+sent it) and hands back the socket as a raw bidirectional stream (:class:`HijackedConnection`).
 
 Without a tty the engine's output is framed: an 8-byte header ``[stream, 0, 0, 0, size (uint32
 big-endian)]`` then ``size`` bytes, stream 1 being stdout and 2 stderr; ``logs`` uses the same framing.
@@ -18,15 +17,17 @@ import json
 import struct
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import urlencode
+from typing import TYPE_CHECKING, Any
 
-from backend.api.errors import APIError, EngineUnreachable, error_for_status
+from backend.api import http
+from backend.api.errors import APIError, error_for_status
 from backend.api.host import EngineAddress
+
+if TYPE_CHECKING:
+    import ssl
 
 STDIN, STDOUT, STDERR = 0, 1, 2
 _HEADER = struct.Struct(">BxxxI")
-_MAX_HEAD = 64 * 1024
 
 
 class FrameDecoder:
@@ -110,85 +111,29 @@ class HijackedConnection:
             self.writer.close()
 
 
-def _request_bytes(method: str, target: str, host_header: str, headers: Mapping[str, str], body: bytes) -> bytes:
-    lines = [f"{method} {target} HTTP/1.1", f"Host: {host_header}", "Connection: Upgrade", "Upgrade: tcp"]
-    lines += [f"{k}: {v}" for k, v in headers.items()]
-    if body:
-        lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
-def _error_message(body: bytes) -> str:
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return body.decode(errors="replace").strip()
-    if isinstance(doc, dict) and isinstance(doc.get("message"), str):
-        return str(doc["message"])
-    return body.decode(errors="replace").strip()
-
-
-async def _read_head(reader: asyncio.StreamReader) -> tuple[int, str, dict[str, str]]:
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.LimitOverrunError as exc:
-        raise APIError("the engine's answer headers are too long") from exc
-    except asyncio.IncompleteReadError as exc:
-        raise APIError("the engine closed the connection before answering") from exc
-    status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    parts = status_line.split(" ", 2)
-    if len(parts) < 2 or not parts[1].isdigit():
-        raise APIError(f"malformed answer from the engine: {status_line[:100]!r}")
-    headers: dict[str, str] = {}
-    for line in header_lines:
-        name, sep, value = line.partition(":")
-        if sep:
-            headers[name.strip().lower()] = value.strip()
-    return int(parts[1]), parts[2] if len(parts) > 2 else "", headers
-
-
-async def _read_error_body(reader: asyncio.StreamReader, headers: Mapping[str, str]) -> bytes:
-    length = headers.get("content-length")
-    if length is not None and length.isdigit():
-        return await reader.readexactly(min(int(length), _MAX_HEAD))
-    if headers.get("transfer-encoding", "").lower() == "chunked":
-        size_line = await reader.readline()
-        size = int(size_line.split(b";")[0].strip() or b"0", 16)
-        return await reader.readexactly(min(size, _MAX_HEAD))
-    return await reader.read(_MAX_HEAD)
-
-
 async def open_hijacked(address: EngineAddress, method: str, path: str, *,
                         params: Mapping[str, str] | None = None, json_body: Any = None,
-                        headers: Mapping[str, str] | None = None, timeout: float = 60.0) -> HijackedConnection:
+                        headers: Mapping[str, str] | None = None, timeout: float = 60.0,
+                        tls: ssl.SSLContext | None = None) -> HijackedConnection:
     """Send one request asking to upgrade and return the raw stream once the engine agreed.
 
     Raises EngineUnreachable when nothing answers at ``address``, the :mod:`backend.api.errors` class
-    for an error status (with the engine's message), APIError for a malformed answer."""
-    target = path + ("?" + urlencode(dict(params)) if params else "")
+    for an error status (with the engine's message), APIError for a malformed or broken answer."""
+    upgrade = {"Connection": "Upgrade", "Upgrade": "tcp"}
+    if json_body is not None:
+        upgrade["Content-Type"] = "application/json"
+    response = await http.send(address, method, http.request_target(path, params),
+                               headers={**upgrade, **(headers or {})},
+                               body=json.dumps(json_body).encode() if json_body is not None else None,
+                               timeout=timeout, read_timeout=timeout, tls=tls)
     try:
-        if address.scheme == "unix":
-            opened = asyncio.open_unix_connection(address.path, limit=_MAX_HEAD)
-        else:
-            opened = asyncio.open_connection(address.host, address.port, limit=_MAX_HEAD)
-        reader, writer = await asyncio.wait_for(opened, timeout)
-    except OSError as exc:  # TimeoutError included
-        where = f"unix://{address.path}" if address.scheme == "unix" else f"tcp://{address.host}:{address.port}"
-        raise EngineUnreachable(f"cannot reach the engine at {where}: {exc}") from exc
-    host_header = "api.moby.localhost" if address.scheme == "unix" else f"{address.host}:{address.port}"
-    body = json.dumps(json_body).encode() if json_body is not None else b""
-    try:
-        writer.write(_request_bytes(method, target, host_header, headers or {}, body))
-        await writer.drain()
-        status, reason, answer = await asyncio.wait_for(_read_head(reader), timeout)
-        if status >= 400:
-            raise error_for_status(status, _error_message(await _read_error_body(reader, answer)) or reason)
-        if status not in (101, 200):
-            raise APIError(f"the engine answered {status} {reason} instead of upgrading the connection",
-                           status=status)
-    except BaseException as exc:
-        writer.close()
-        if isinstance(exc, (ConnectionError, asyncio.IncompleteReadError, TimeoutError)):
-            raise APIError(f"the engine's connection broke off: {exc}") from exc
+        if response.status >= 400:
+            raise error_for_status(response.status, http.error_message(await response.read(), response.reason))
+        if response.status not in (101, 200):
+            raise APIError(f"the engine answered {response.status} {response.reason} instead of upgrading the "
+                           "connection", status=response.status)
+    except BaseException:
+        await response.aclose()
         raise
-    return HijackedConnection(reader, writer, answer.get("content-type", ""))
+    reader, writer = response.upgrade()
+    return HijackedConnection(reader, writer, response.headers.get("content-type", ""))

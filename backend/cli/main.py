@@ -128,9 +128,6 @@ async def _run(cli: Cli, command: Command, args: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one berth command line; the process's exit code."""
-    # httpx's __init__ imports its own command line (click, rich, pygments: ~50 ms of a ~250 ms start)
-    # unless that import fails; berth never uses it, so mark it missing before httpx is imported.
-    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     from backend.api.errors import APIError
     from backend.api.host import HostError
     from backend.cli.formatting import TemplateError
