@@ -29,6 +29,7 @@ from backend.api.host import find_host, parse_host
 from backend.api.types import (
     EMPTY_AUTH_HEADER,
     AuthResult,
+    BuildCachePruneReport,
     Change,
     ContainerInspect,
     ContainerPruneReport,
@@ -287,6 +288,26 @@ class EngineClient:
         async for message in self._json_lines("POST", "/images/load", params=params, content=data,
                                               headers={"Content-Type": "application/x-tar"}):
             yield message
+
+    async def build(self, context: Body, *, tags: Sequence[str] = (), dockerfile: str | None = None,
+                    build_args: Mapping[str, str] | None = None, target: str | None = None, nocache: bool = False,
+                    pull: bool = False, labels: Mapping[str, str] | None = None,
+                    quiet: bool = False) -> AsyncIterator[dict[str, Any]]:
+        """``POST /build`` with the context tar: the classic builder's messages (``stream`` text, pull
+        progress, ``aux`` with the image ID); an error in the stream raises StreamError."""
+        params: list[tuple[str, str]] = [("t", t) for t in tags]
+        params += [(k, v) for k, v in (
+            ("dockerfile", dockerfile), ("target", target),
+            ("buildargs", json.dumps(dict(build_args)) if build_args else None),
+            ("labels", json.dumps(dict(labels)) if labels else None)) if v]
+        params += [(k, "1") for k, on in (("nocache", nocache), ("pull", pull), ("q", quiet)) if on]
+        headers = {"Content-Type": "application/x-tar", "X-Registry-Config": EMPTY_AUTH_HEADER}
+        async for message in self._json_lines("POST", "/build", params=params, content=context, headers=headers):
+            yield message
+
+    async def prune_build_cache(self) -> BuildCachePruneReport:
+        """``POST /build/prune``."""
+        return BuildCachePruneReport.from_json(_json_dict(await self._send("POST", "/build/prune")))
 
     async def prune_images(self, *, filters: Filters | None = None) -> PruneReport:
         """``POST /images/prune``."""

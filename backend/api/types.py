@@ -245,6 +245,20 @@ class PruneReport:
                            _int(doc, "SpaceReclaimed"))
 
 
+@dataclass(frozen=True)
+class BuildCachePruneReport:
+    """``POST /build/prune``: the removed build-cache images and the bytes reclaimed."""
+
+    caches_deleted: list[str]
+    space_reclaimed: int
+
+    @staticmethod
+    def from_json(doc: dict[str, Any]) -> BuildCachePruneReport:
+        items = doc.get("CachesDeleted") if isinstance(doc.get("CachesDeleted"), list) else []
+        assert isinstance(items, list)
+        return BuildCachePruneReport([str(i) for i in items], _int(doc, "SpaceReclaimed"))
+
+
 # -- containers --------------------------------------------------------------------------------------
 
 

@@ -27,6 +27,7 @@ _VERBS: dict[str, str] = {
     **dict.fromkeys(("version", "info", "events", "inspect", "container_inspect", "image_inspect", "system_df",
                      "system_prune"), "system"),
     **dict.fromkeys(("login", "logout"), "auth"),
+    **dict.fromkeys(("build", "builder_prune"), "build"),
     **dict.fromkeys(("volume_create", "volume_ls", "volume_inspect", "volume_rm", "volume_prune"), "volumes"),
 }
 _GROUPS: dict[str, dict[str, str]] = {
@@ -38,6 +39,7 @@ _GROUPS: dict[str, dict[str, str]] = {
     "image": {**{v: v for v in ("pull", "push", "tag", "import", "load", "save", "history")},
               "ls": "images", "list": "images", "rm": "rmi", "remove": "rmi", "prune": "image_prune",
               "inspect": "image_inspect"},
+    "builder": {"build": "build", "prune": "builder_prune"},
     "system": {"info": "info", "events": "events", "df": "system_df", "prune": "system_prune"},
     "volume": {**{v: f"volume_{v}" for v in ("create", "ls", "inspect", "rm", "prune")},
                "list": "volume_ls", "remove": "volume_rm"},
@@ -56,14 +58,15 @@ Common Commands:
   run, exec, ps, images, pull, push, login, logout, version, info
 
 Management Commands:
+  builder     Manage builds
   container   Manage containers
   image       Manage images
   system      Manage Berth
   volume      Manage volumes
 
 Commands:
-  attach commit cp create diff events export history import inspect kill load logs pause port rename restart rm rmi
-  save start stats stop tag top unpause update wait
+  attach build commit cp create diff events export history import inspect kill load logs pause port rename restart rm
+  rmi save start stats stop tag top unpause update wait
 
 Run 'berth COMMAND --help' for more information on a command.
 """

@@ -7,7 +7,7 @@
 - RUN: a container of the engine (same runtime, default network) with the step's env (ENV, then the
   declared build args), user, working directory and SHELL; its output is streamed; a non-zero exit fails
   the build with dockerd's message; the container is always removed. Heredocs go to the shell as a script
-  (one with a ``#!`` line is written to a temp file in the container and run).
+  (one with a ``#!`` line is written to a file in the container's /dev tmpfs and run).
 - COPY/ADD and WORKDIR write into a private overlay of the parent image (never a running container),
   through the descriptor-based extractor; the upper directory is committed as the layer.
 - Metadata instructions change the config and commit an empty layer (``empty_layer`` in the history).
@@ -82,6 +82,7 @@ from backend.engine.registry.manifest import Platform
 
 DEFAULT_SHELL = ("/bin/sh", "-c")
 MAX_DOWNLOAD = 8 * 1024**3
+_HEREDOC_FILE = "/dev/.berth-heredoc"
 _PORT = re.compile(r"(\d+)(?:-(\d+))?(?:/(tcp|udp|sctp))?")
 
 
@@ -710,8 +711,9 @@ class Executor:
             bare = len(ins.heredocs) == 1 and re.fullmatch(r"\s*\d?<<-?\s*['\"]?" + re.escape(first.name)
                                                              + r"['\"]?\s*", ins.command)
             if bare and first.content.startswith("#!"):
-                script = ('f=$(mktemp) && cat > "$f" <<\'BERTH_HEREDOC\'\n' + first.content + "BERTH_HEREDOC\n"
-                          'chmod +x "$f" && "$f"; rc=$?; rm -f "$f"; exit $rc')
+                # /dev is the container's own tmpfs: the script runs from there and never lands in a layer
+                script = (f"cat > {_HEREDOC_FILE} <<'BERTH_HEREDOC'\n{first.content}BERTH_HEREDOC\n"
+                          f"chmod +x {_HEREDOC_FILE} && exec {_HEREDOC_FILE}")
             elif bare:
                 script = first.content
             else:
