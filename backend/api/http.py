@@ -271,20 +271,22 @@ async def send(address: EngineAddress, method: str, target: str, *, headers: Map
     """Send one request on a new connection and read the answer's head; the body stays to be read
     from the :class:`Response` (which the caller must close or read to its end).
 
-    ``target`` is the path and query (:func:`request_target`). If the engine answers and hangs up
-    before taking the whole body (an early error), that answer is returned. Raises EngineUnreachable
-    and APIError (see the module docstring)."""
-    reader, writer = await connect(address, timeout, tls)
+    ``target`` is the path and query (:func:`request_target`). The body is sent whole before the
+    answer is read; if the engine hangs up before taking it all (an early error), the upload ends
+    quietly and its answer is returned when it arrived. Raises EngineUnreachable and APIError (see
+    the module docstring; a bad header before connecting)."""
     framing = {} if body is None else (
         {"Content-Length": str(len(body))} if isinstance(body, bytes) else {"Transfer-Encoding": "chunked"})
+    head = request_head(method, target, {"Host": host_header(address), "Connection": "close", **framing,
+                                         **(headers or {})})
+    reader, writer = await connect(address, timeout, tls)
     try:
-        writer.write(request_head(method, target, {"Host": host_header(address), "Connection": "close",
-                                                   **framing, **(headers or {})}))
+        writer.write(head)
         await _io(_write_body(writer, body if body is not None else b""), read_timeout)
-        head = await _io(read_head(reader), read_timeout)
-        while head.status == 100:
-            head = await _io(read_head(reader), read_timeout)
+        answer = await _io(read_head(reader), read_timeout)
+        while answer.status == 100:
+            answer = await _io(read_head(reader), read_timeout)
     except BaseException:
         writer.close()
         raise
-    return Response(head, reader, writer, method=method, read_timeout=read_timeout)
+    return Response(answer, reader, writer, method=method, read_timeout=read_timeout)

@@ -100,12 +100,14 @@ def _answering(answer: bytes, *, then_wait: bool = False) -> Handler:
     """A raw server handler: read the request head, send ``answer``, then hang up (or stay silent)."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(answer)
-        await writer.drain()
-        if then_wait:
-            await asyncio.sleep(60)
-        writer.close()
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(answer)
+            await writer.drain()
+            if then_wait:
+                await asyncio.sleep(60)
+        finally:
+            writer.close()
 
     return handle
 
@@ -257,11 +259,10 @@ def test_tcp_and_tls_on_loopback(tmp_path: Path) -> None:
         runner = web.AppRunner(app)
         await runner.setup()
         try:
-            plain = web.TCPSite(runner, "127.0.0.1", 0)
-            secure = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_tls)
-            await plain.start()
-            await secure.start()
-            ports = [s._server.sockets[0].getsockname()[1] for s in (plain, secure)]  # type: ignore[union-attr]
+            listeners = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
+            ports = [listener.getsockname()[1] for listener in listeners]
+            await web.SockSite(runner, listeners[0]).start()
+            await web.SockSite(runner, listeners[1], ssl_context=server_tls).start()
             resp = await http.send(EngineAddress("tcp", host="127.0.0.1", port=ports[0]), "GET", "/json")
             assert (await resp.read(), resp.json()) == (b'{"tls": false}', {"tls": False})
             trusting = ssl.create_default_context(cafile=str(cert))
