@@ -1,10 +1,11 @@
 """``POST /build`` (the classic builder's API) and ``POST /build/prune``.
 
 Query of ``/build``: ``t`` (repeatable), ``dockerfile``, ``buildargs`` and ``labels`` (JSON objects),
-``target``, ``nocache``, ``pull``, ``q``, ``platform``; ``rm``/``forcerm`` (intermediate containers are
-always removed), ``networkmode`` and the resource options are accepted and ignored. The body is the context
-tar; ``X-Registry-Config`` (base64 JSON, registry -> auth config) gives credentials for pulls. The answer is
-a stream of the classic builder's JSON messages; an error before the first message is an HTTP error.
+``target``, ``nocache``, ``pull``, ``q``, ``networkmode`` (of the RUN containers); ``rm``/``forcerm``
+(intermediate containers are always removed), ``platform`` and the resource options are accepted and
+ignored. The body is the context tar; ``X-Registry-Config`` (base64 JSON, registry -> auth config) gives
+credentials for pulls. The answer is a stream of the classic builder's JSON messages; an error before the
+first message is an HTTP error.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ async def build(request: web.Request) -> web.StreamResponse:
         build_args=_json_object(request, "buildargs", nullable=True),
         target=query.get("target", ""), no_cache=query_bool(request, "nocache"), pull=query_bool(request, "pull"),
         labels={k: v or "" for k, v in _json_object(request, "labels", nullable=False).items()},
-        quiet=query_bool(request, "q"))
+        quiet=query_bool(request, "q"), network_mode=query.get("networkmode", "") or "default")
     credentials = _registry_config(request.headers.get("X-Registry-Config"))
     service = request.app[SERVICE]
     reader = body_reader(request)

@@ -4,10 +4,10 @@
   Steps are numbered over those stages (meta ARGs included), as ``Step 2/9 : RUN make``.
 - FROM: a local image (pulled when missing, or always with ``pull``), an earlier stage, or ``scratch``; the
   base's ONBUILD triggers run first and are not inherited.
-- RUN: a container of the engine (same runtime, default network) with the step's env (ENV, then the
-  declared build args), user, working directory and SHELL; its output is streamed; a non-zero exit fails
-  the build with dockerd's message; the container is always removed. Heredocs go to the shell as a script
-  (one with a ``#!`` line is written to a file in the container's /dev tmpfs and run).
+- RUN: a container of the engine (same runtime, default network unless ``network_mode``) with the step's
+  env (ENV, then the declared build args), user, working directory and SHELL; its output is streamed; a
+  non-zero exit fails the build with dockerd's message; the container is always removed. Heredocs go to the
+  shell as a script (one with a ``#!`` line is written to a file in the container's /dev tmpfs and run).
 - COPY/ADD and WORKDIR write into a private overlay of the parent image (never a running container),
   through the descriptor-based extractor; the upper directory is committed as the layer.
 - Metadata instructions change the config and commit an empty layer (``empty_layer`` in the history).
@@ -107,6 +107,7 @@ class BuildOptions:
     labels: Mapping[str, str] = field(default_factory=dict)
     quiet: bool = False
     platform: Platform | None = None
+    network_mode: str = "default"
 
 
 @dataclass(frozen=True)
@@ -682,7 +683,7 @@ class Executor:
         body = {"Image": state.image.id, "Cmd": cmd, "Entrypoint": [], "User": state.config.get("User") or "",
                 "WorkingDir": state.config.get("WorkingDir") or "",
                 "Env": [*(state.config.get("Env") or []), *build_env], "AttachStdout": True, "AttachStderr": True,
-                "HostConfig": {"NetworkMode": "default"}}
+                "HostConfig": {"NetworkMode": self.options.network_mode or "default"}}
         cid, _ = await self.containers.create(body)
         try:
             self.say(f" ---> Running in {cid[:12]}\n")
