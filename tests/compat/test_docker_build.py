@@ -95,6 +95,10 @@ def test_app_builds_caches_and_rebuilds_from_changed_copy(berthd_with_busybox: B
     assert "Using cache" in steps[4] and "Using cache" not in steps[5]  # RUN cached, COPY src/ rebuilt
     assert d.docker("run", "--rm", tag).stdout.endswith("main v2\n")
 
+    parent = json.loads(d.docker("image", "inspect", tag).stdout)[0]["Parent"]
+    assert parent.startswith("sha256:")  # intermediate images: listed with --all only, as dockerd lists them
+    assert parent not in d.docker("images", "-q", "--no-trunc").stdout.split()
+    assert parent in d.docker("images", "-a", "-q", "--no-trunc").stdout.split()
     history = d.docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", tag).stdout
     assert "COPY file:" in history and "COPY dir:" in history and "#(nop)  EXPOSE 8080" in history
     assert "WORKDIR /app" in history and "while read pkg" in history

@@ -33,6 +33,7 @@ class ImageRecord:
     # The stored blob of each layer (as pulled, possibly compressed) and its media type, bottom first.
     layer_blobs: list[str] = field(default_factory=list)
     layer_media_types: list[str] = field(default_factory=list)
+    parent: str = ""  # the image this one was built or committed on here ("" for pulled, loaded, imported)
     corrupt: str | None = None
 
 

@@ -443,9 +443,13 @@ class ImageService:
         before = [self._created(self.resolve(n)) for n in filters.get("before", [])]
         since = [self._created(self.resolve(n)) for n in filters.get("since", [])]
         out = []
-        for record in self.images.records():
+        records = self.images.records()
+        parents = {r.parent for r in records}
+        for record in records:
             summary = self._summary(record)
             tags = summary.repo_tags
+            if not include_all and not tags and record.id in parents:
+                continue  # an intermediate image (a build step's), shown with --all as dockerd does
             if dangling and ((tags and dangling & {"true", "1"}) or (not tags and dangling & {"false", "0"})):
                 continue
             if "reference" in filters:
@@ -488,7 +492,7 @@ class ImageService:
         chains = chain_ids(record.diff_ids)
         return {
             "Id": record.id, "RepoTags": summary.repo_tags, "RepoDigests": summary.repo_digests,
-            "Parent": "", "Comment": _last_comment(config), "Created": record.created,
+            "Parent": record.parent, "Comment": _last_comment(config), "Created": record.created,
             "Container": config.get("container", ""), "ContainerConfig": config.get("container_config") or {},
             "DockerVersion": config.get("docker_version", ""), "Author": config.get("author", ""),
             "Config": config.get("config") or {}, "Architecture": config.get("architecture", ""),
@@ -590,7 +594,8 @@ class ImageService:
                                else "application/vnd.oci.image.layer.v1.tar")
         record = ImageRecord(id=image_id, diff_ids=diff_ids, created=created, layer_blobs=blobs,
                              layer_media_types=media_types,
-                             size=sum(self.layers.get(c).size for c in chain_ids(diff_ids)))
+                             size=sum(self.layers.get(c).size for c in chain_ids(diff_ids)),
+                             parent=parent.id if parent else "")
         async with self._lock:
             self.images.save(record)
             if reference is not None:
