@@ -158,8 +158,9 @@ def test_multi_stage_copies_one_artefact_and_is_smaller(berthd_with_busybox: Ber
 
 def test_dockerignore_exclusions_and_exceptions(berthd_with_busybox: Berthd, tag: str, tmp_path: Path) -> None:
     d = berthd_with_busybox
-    files = {"Dockerfile": "FROM busybox\nCOPY . /ctx/\n", ".dockerignore": "# comment\n*.log\nsecret/\n!important.log\n",
-             "a.log": "x", "important.log": "keep", "secret/key": "s", "keep.txt": "k", "sub/deep.log": "d"}
+    files = {"Dockerfile": "FROM busybox\nCOPY . /ctx/\n",
+             ".dockerignore": "# comment\n*.log\nsecret/\n!important.log\n", "a.log": "x",
+             "important.log": "keep", "secret/key": "s", "keep.txt": "k", "sub/deep.log": "d"}
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
@@ -203,7 +204,8 @@ def test_copy_chown_chmod_from_image_and_add_tar(berthd_with_busybox: Berthd, ta
     (tmp_path / "bundle.tar.gz").write_bytes(archive.getvalue())
     (tmp_path / "Dockerfile").write_text(
         "FROM busybox\nRUN mkdir -p /etc && echo nobody:x:65534:65534::/:/bin/false > /etc/passwd"
-        " && echo nogroup:x:65534: > /etc/group\nCOPY --chown=nobody:nogroup --chmod=0640 f.txt /f.txt\nCOPY --chown=1234 d/ /d/\n"
+        " && echo nogroup:x:65534: > /etc/group\n"
+        "COPY --chown=nobody:nogroup --chmod=0640 f.txt /f.txt\nCOPY --chown=1234 d/ /d/\n"
         "COPY --from=busybox /bin/busybox /bbx/\nADD bundle.tar.gz /unpacked/\nCOPY bundle.tar.gz /copied/\n"
         "COPY *.txt /globbed/\n")
     build(d, tmp_path, "-t", tag)

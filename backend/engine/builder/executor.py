@@ -312,15 +312,13 @@ class Executor:
             if index in needed:
                 continue
             needed.add(index)
-            refs = [stages[index].base.lower()]
+            deps = [by_name.get(stages[index].base.lower())]
             for ins in stages[index].instructions:
                 if isinstance(ins, CopyInstruction) and ins.from_:
                     with contextlib.suppress(InvalidParameter):
-                        refs.append(ins.expanded(meta_env).from_.lower())
-            for ref in refs:
-                dep = by_name.get(ref, int(ref) if ref.isdecimal() and ref != stages[index].base else None)
-                if dep is not None and dep < index:
-                    pending.append(dep)
+                        ref = ins.expanded(meta_env).from_.lower()
+                        deps.append(by_name.get(ref, int(ref) if ref.isdecimal() else None))
+            pending.extend(dep for dep in deps if dep is not None and dep < index)
         return sorted(needed)
 
     def _print_step(self, text: str) -> None:
@@ -348,11 +346,11 @@ class Executor:
             image = self._results[by_name[base.lower()]]
         else:
             image = await self._image(base, stage.platform)
-        config = dict(self.images.config(image).get("config") or {}) if image else {}
-        state = _State(image, config, author=str(self.images.config(image).get("author") or "") if image else "")
+        doc = self.images.config(image) if image else {}
+        state = _State(image, dict(doc.get("config") or {}), author=str(doc.get("author") or ""))
         if image is not None:
             self.say(f" ---> {_short(image.id)}\n")
-        triggers = list(config.get("OnBuild") or [])
+        triggers = list(state.config.get("OnBuild") or [])
         if triggers:
             state.config["OnBuild"] = None
             self.say(f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}\n")
