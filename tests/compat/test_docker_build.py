@@ -305,3 +305,28 @@ def test_gzip_bomb_add_is_refused(berthd_with_busybox: Berthd, tag: str, tmp_pat
     code, output = build(d, tmp_path, "-t", tag, check=False)
     assert code != 0 and re.search(r"compression ratio \d+:1 exceeds the limit", error_line(output)), output
     assert_daemon_up(d)
+
+
+@pytest.mark.parametrize("compression", ["bz2", "xz", "gz"])
+def test_compressed_contexts(berthd_with_busybox: Berthd, tag: str, compression: str) -> None:
+    d = berthd_with_busybox
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode=f"w:{compression}") as tar:  # type: ignore[call-overload]
+        for name, data in (("Dockerfile", b"FROM busybox\nCOPY hello /hello\n"), ("hello", b"compressed\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    code, output = build_tar(d, out.getvalue(), "-t", tag)
+    assert code == 0, output
+    assert d.docker("run", "--rm", tag, "cat", "/hello").stdout == "compressed\n"
+
+
+def test_hostile_context_tar_is_refused(berthd_with_busybox: Berthd, tmp_path: Path) -> None:
+    d = berthd_with_busybox
+    target = tmp_path / "escape"
+    data = context_tar({"Dockerfile": "FROM busybox\n", "../../../../../../" + str(target): "x"})
+    code, output = build_tar(d, data)
+    assert code != 0 and "invalid build context" in error_line(output) and not target.exists()
+    code, output = build_tar(d, b"not a tar at all" * 64)
+    assert code != 0 and error_line(output)
+    assert_daemon_up(d)
