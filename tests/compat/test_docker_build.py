@@ -12,7 +12,7 @@ import re
 import secrets
 import subprocess
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -111,7 +111,7 @@ def build_tar(d: Berthd, data: bytes, *args: str) -> tuple[int, str]:
     return result.returncode, (result.stdout + result.stderr).decode(errors="replace")
 
 
-def context_tar(files: dict[str, str | bytes], symlinks: dict[str, str] | None = None) -> bytes:
+def context_tar(files: Mapping[str, str | bytes], symlinks: Mapping[str, str] | None = None) -> bytes:
     """A context tar made by code: regular files and symlinks."""
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w") as tar:
