@@ -1,9 +1,9 @@
 """BuildService: builds images from a context tar (``POST /build``) and prunes the build cache.
 
 Each build works in its own directory under ``<root>/tmp`` (the unpacked context, private overlays,
-downloads), removed when the build ends however it ends; ``prune`` also removes what a crashed daemon
-left there. Build-cache images are the images the cache index points at; pruning removes those that have
-no name and no container, and forgets the rest of the index.
+downloads), removed when the build ends however it ends; what a crashed daemon left there is removed
+when the service starts (and by ``prune``). Build-cache images are the images the cache index points at;
+pruning removes those that have no name and no container, and forgets the rest of the index.
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ class BuildService:
         self.cache = BuildCache(os.path.join(root, "cache.json"), images.images)
         self._registry_for = registry_for
         self._active: set[str] = set()
+        for name in os.listdir(self.tmp):  # what a daemon that stopped mid-build left (no build runs yet)
+            _remove_leftover(os.path.join(self.tmp, name))
 
     async def build(self, source: BinaryIO, options: BuildOptions, emit: Emit, *,
                     credentials: Mapping[str, Credentials] | None = None) -> BuildResult:
