@@ -68,7 +68,7 @@ def test_berth_build_context_quiet_and_history(berthd_with_busybox: Berthd, tag:
 def test_builder_prune_and_no_cache_from_foreign_images(berthd_with_busybox: Berthd, tag: str,
                                                         tmp_path: Path) -> None:
     d = berthd_with_busybox
-    ctx = write(tmp_path, {"f": "same content\n", "Dockerfile": "FROM scratch\nCOPY f /f\n"})
+    ctx = write(tmp_path, {"f": "same content\n", "Dockerfile": "FROM scratch\nCOPY f /f\nLABEL step=two\n"})
     layer = io.BytesIO()
     with tarfile.open(fileobj=layer, mode="w") as tar:
         info = tarfile.TarInfo("f")
