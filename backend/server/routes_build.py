@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 
 from aiohttp import web
 
-from backend.engine.builder.executor import BuildMessage, BuildOptions, BuildResult
+from backend.engine.builder.executor import BuildFailed, BuildMessage, BuildOptions, BuildResult
 from backend.engine.builder.service import BuildService
 from backend.engine.errors import InvalidParameter
 from backend.engine.images.reference import Reference, parse_reference
@@ -95,13 +95,17 @@ async def build(request: web.Request) -> web.StreamResponse:
     service = request.app[SERVICE]
     reader = body_reader(request)
 
-    async def run(emit: Callable[[Message], None]) -> BuildResult:
-        return await service.build(reader, options, lambda m: emit(_message(m)), credentials=credentials)
+    async def run(emit: Callable[[Message], None]) -> BuildResult | None:
+        try:
+            return await service.build(reader, options, lambda m: emit(_message(m)), credentials=credentials)
+        except BuildFailed as exc:  # dockerd's errorDetail carries the exit code; the docker CLI exits with it
+            emit({"errorDetail": {"code": exc.code, "message": str(exc)}, "error": str(exc)})
+            return None
 
-    def finish(result: BuildResult) -> Iterable[Message]:
-        return [{"stream": result.image_id + "\n"}] if options.quiet else []
+    def finish(result: BuildResult | None) -> Iterable[Message]:
+        return [{"stream": result.image_id + "\n"}] if options.quiet and result is not None else []
 
-    return await ProgressStream[BuildResult](request, newline=b"\n").run(run, finish)
+    return await ProgressStream[BuildResult | None](request, newline=b"\n").run(run, finish)
 
 
 async def prune(request: web.Request) -> web.Response:

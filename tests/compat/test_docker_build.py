@@ -225,6 +225,9 @@ def test_failing_run_reports_dockers_message_and_leaves_no_container(berthd_with
     assert code == 1 and "visible-output" in output
     assert error_line(output) == "The command '/bin/sh -c echo visible-output && false' returned a non-zero code: 1"
     assert d.docker("ps", "-aq").stdout.split() == before
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN exit 3\n")
+    code, output = build(d, tmp_path, check=False)
+    assert code == 3 and error_line(output) == "The command '/bin/sh -c exit 3' returned a non-zero code: 3"
 
 
 @pytest.mark.parametrize(("dockerfile", "expected"), [
