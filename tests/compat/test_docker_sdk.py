@@ -97,7 +97,7 @@ def test_run_options(client: docker.DockerClient, names: Callable[[], str]) -> N
     name = names()
     container = run_detached(client, name, labels={"berth.test": "sdk", "tier": "a"})
     assert container.name == name
-    assert container.labels == {"berth.test": "sdk", "tier": "a"}
+    assert container.labels == {"berth.test": "sdk", "tier": "a", "org.berth.test": "busybox"}  # the image's too
     assert container.attrs["Config"]["Cmd"] == LOOP
     assert client.containers.get(name).id == container.id
     container.remove(force=True)

@@ -178,8 +178,12 @@ class ContainerService:
                 with open(os.path.join(paths["bundle"], "config.json"), "w") as f:
                     json.dump(spec, f)
                 process: dict[str, Any] = spec["process"]
+                request = dict(body) if isinstance(body, dict) else {}
+                image_labels = (config.get("config") or {}).get("Labels") or {}
+                if image_labels:  # a container carries its image's labels under its own, as with dockerd
+                    request["Labels"] = dict(image_labels) | dict(request.get("Labels") or {})
                 record = ContainerRecord(id=cid, name=container_name, created=now(), image=req.image,
-                                         image_id=image.id, request=dict(body) if isinstance(body, dict) else {},
+                                         image_id=image.id, request=request,
                                          args=list(process["args"])[2 if req.init else 0:])
                 await self._spawn(record)  # created in the runtime now, so attach works before start
                 self.store.save(record)
