@@ -21,7 +21,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from backend.api.units import bytes_size, go_duration_seconds, human_duration, human_size
 from backend.cli.context import UsageError
+
+__all__ = ["bytes_size", "human_duration", "human_size"]  # re-exported for the verbs' modules
 
 
 class TemplateError(ValueError):
@@ -287,66 +290,14 @@ def render_items(format: str, items: Iterable[Any]) -> str:
 
 # -- sizes, durations, names ---------------------------------------------------------------------------
 
-_DECIMAL = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
-_BINARY = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
-
-
-def _custom_size(size: float, precision: int, base: float, units: Sequence[str]) -> str:
-    unit = 0
-    while size >= base and unit < len(units) - 1:
-        size /= base
-        unit += 1
-    return f"{size:.{precision}g}{units[unit]}"
-
-
-def human_size(size: float, precision: int = 4) -> str:
-    """go-units ``HumanSizeWithPrecision``: decimal units (``4.26MB`` at precision 3)."""
-    return _custom_size(size, precision, 1000.0, _DECIMAL)
-
-
-def bytes_size(size: float) -> str:
-    """go-units ``BytesSize``: binary units (``1.5MiB``)."""
-    return _custom_size(size, 4, 1024.0, _BINARY)
-
-
-def human_duration(seconds: float) -> str:
-    """go-units ``HumanDuration``: ``Less than a second``, ``5 seconds``, ``About a minute``, ``3 hours``..."""
-    if (whole := int(seconds)) < 1:
-        return "Less than a second"
-    if whole == 1:
-        return "1 second"
-    if whole < 60:
-        return f"{whole} seconds"
-    if (minutes := int(seconds / 60)) == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    if (hours := int(seconds / 3600 + 0.5)) == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
-
-
-_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(h|ms|m|s|us|ns))+$")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|ns)")
-_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
-
-
 def timestamp_arg(text: str, flag: str, now: float | None = None) -> str:
     """docker's ``--since``/``--until`` value as the API wants it (Unix seconds): a Unix time, a Go
     duration before now (``10m``, ``1h30m``) or an RFC 3339 date/time. Raises UsageError."""
     text = text.strip()
     if re.fullmatch(r"\d+(\.\d+)?", text):
         return text
-    if _DURATION.match(text):
-        seconds = sum(float(n) * _SECONDS[u] for n, u in _DURATION_PART.findall(text))
+    seconds = go_duration_seconds(text)
+    if seconds is not None:
         return f"{(time.time() if now is None else now) - seconds:.9f}"
     import datetime
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from backend.api.units import go_duration_seconds
 from backend.engine.errors import InvalidParameter
 from backend.engine.registry.auth import Credentials
 from backend.server.errors import JSON_BODY_LIMIT
@@ -133,19 +134,13 @@ def registry_auth(header: str | None) -> Credentials | None:
                        registry_token=token or None)
 
 
-_GO_DURATION_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
-                      "m": 60_000_000_000, "h": 3_600_000_000_000}
-_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-
-
 def parse_time_filter_ns(text: str, name: str, now_ns: int | None = None) -> int:
     """A filter time as dockerd's ``GetTimestamp`` reads it: a Go duration (``90m``, ``1h30m``) counts back
     from now; otherwise as :func:`parse_timestamp_ns`. Returns Unix nanoseconds. Raises InvalidParameter."""
     text = text.strip()
-    parts = _GO_DURATION.findall(text)
-    if parts and "".join(n + u for n, u in parts) == text:
-        now_ns = time.time_ns() if now_ns is None else now_ns
-        return now_ns - int(sum(float(n) * _GO_DURATION_UNITS[u] for n, u in parts))
+    seconds = go_duration_seconds(text)
+    if seconds is not None:
+        return (time.time_ns() if now_ns is None else now_ns) - int(seconds * 1e9)
     return parse_timestamp_ns(text, name)
 
 

@@ -6,7 +6,8 @@ import datetime
 
 import pytest
 
-from backend.engine.containers.state import TRANSITIONS, ContainerState, ContainerStatus, human_duration
+from backend.api.units import human_duration
+from backend.engine.containers.state import TRANSITIONS, ContainerState, ContainerStatus
 from backend.engine.errors import Conflict
 
 
@@ -49,7 +50,7 @@ def test_every_state_has_a_way_out_except_through_removal() -> None:
     (20 * 86400, "2 weeks"), (90 * 86400, "3 months"), (800 * 86400, "2 years"),
 ])
 def test_human_durations_as_docker_words_them(seconds: float, words: str) -> None:
-    assert human_duration(datetime.timedelta(seconds=seconds)) == words
+    assert human_duration(seconds) == words
 
 
 def test_created_and_restarting_status_lines() -> None:

@@ -11,6 +11,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from backend.api.units import human_duration
 from backend.engine.errors import Conflict
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -49,34 +50,6 @@ def _parse(stamp: str) -> datetime.datetime:
         return datetime.datetime.fromisoformat(stamp[:26].rstrip("Z")).replace(tzinfo=datetime.UTC)
     except ValueError:
         return datetime.datetime(1, 1, 1, tzinfo=datetime.UTC)
-
-
-def human_duration(delta: datetime.timedelta) -> str:
-    """A duration in words, as Docker's ``units.HumanDuration`` gives it."""
-    seconds = int(delta.total_seconds())
-    if seconds < 1:
-        return "Less than a second"
-    if seconds == 1:
-        return "1 second"
-    if seconds < 60:
-        return f"{seconds} seconds"
-    minutes = seconds // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(delta.total_seconds() / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(delta.total_seconds() / 3600 / 24 / 365)} years"
 
 
 @dataclass
@@ -121,20 +94,22 @@ class ContainerState:
         """The ``Status`` column of ``docker ps``, as dockerd words it (``Up 3 seconds``, ``Exited (137)
         5 minutes ago``, ``Restarting (1) 2 seconds ago``, ``Created``...)."""
         at = at or datetime.datetime.now(datetime.UTC)
+        up = human_duration((at - _parse(self.started_at)).total_seconds())
+        since_exit = human_duration((at - _parse(self.finished_at)).total_seconds())
         s = self.status
         if s is ContainerStatus.RUNNING:
-            return f"Up {human_duration(at - _parse(self.started_at))}"
+            return f"Up {up}"
         if s is ContainerStatus.PAUSED:
-            return f"Up {human_duration(at - _parse(self.started_at))} (Paused)"
+            return f"Up {up} (Paused)"
         if s is ContainerStatus.RESTARTING:
-            return f"Restarting ({self.exit_code}) {human_duration(at - _parse(self.finished_at))} ago"
+            return f"Restarting ({self.exit_code}) {since_exit} ago"
         if s is ContainerStatus.REMOVING:
             return "Removal In Progress"
         if s is ContainerStatus.DEAD:
             return "Dead"
         if s is ContainerStatus.CREATED or self.finished_at == ZERO_TIME:
             return "Created"
-        return f"Exited ({self.exit_code}) {human_duration(at - _parse(self.finished_at))} ago"
+        return f"Exited ({self.exit_code}) {since_exit} ago"
 
     def to_docker(self) -> dict[str, Any]:
         s = self.status
