@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from backend.api import ports
 from backend.cli.context import ArgumentParser, UsageError
 
 _RAM = re.compile(r"^(\d+(?:\.\d+)?) ?([kKmMgGtTpP])?[iI]?[bB]?$")
@@ -69,49 +70,28 @@ def parse_ulimit(text: str) -> dict[str, Any]:
     return {"Name": name, "Soft": soft_value, "Hard": hard_value}
 
 
-def _port_range(text: str, what: str, spec: str) -> list[int]:
-    low, _, high = text.partition("-")
-    try:
-        start, end = int(low), int(high or low)
-    except ValueError:
-        raise UsageError(f"invalid {what} port in '{spec}'") from None
-    if not 0 < start <= end < 65536:
-        raise UsageError(f"invalid {what} port in '{spec}'")
-    return list(range(start, end + 1))
-
-
 def parse_publish(specs: Sequence[str]) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, str]]]]:
-    """``-p [ip:][host_port:]container_port[/proto]`` (ranges too) -> (ExposedPorts, PortBindings)."""
+    """``-p [ip:][host_port:]container_port[/proto]`` (ranges too) -> (ExposedPorts, PortBindings), as the
+    docker CLI builds them. Raises UsageError with Docker's message."""
     exposed: dict[str, dict[str, Any]] = {}
     bindings: dict[str, list[dict[str, str]]] = {}
     for spec in specs:
-        body, _, proto = spec.partition("/")
-        proto = proto or "tcp"
-        if proto not in ("tcp", "udp", "sctp"):
-            raise UsageError(f"invalid proto '{proto}' in '{spec}'")
-        ip = ""
-        if body.startswith("["):
-            ip, _, body = body[1:].partition("]")
-            body = body.removeprefix(":")
-        parts = body.split(":")
-        if len(parts) == 3 and not ip:
-            ip, host, container = parts
-        elif len(parts) == 2:
-            host, container = parts
-        elif len(parts) == 1:
-            host, container = "", parts[0]
-        else:
-            raise UsageError(f"invalid publish specification '{spec}'")
-        container_ports = _port_range(container, "container", spec)
-        host_ports = _port_range(host, "host", spec) if host else []
-        if host_ports and len(host_ports) != len(container_ports) and len(host_ports) > 1:
-            raise UsageError(f"invalid ranges in '{spec}': host and container ranges differ in size")
-        for i, port in enumerate(container_ports):
-            key = f"{port}/{proto}"
-            exposed[key] = {}
-            host_port = str(host_ports[i] if len(host_ports) > 1 else host_ports[0]) if host_ports else ""
-            bindings.setdefault(key, []).append({"HostIp": ip, "HostPort": host_port})
+        try:
+            mappings = ports.parse_port_spec(spec)
+        except ports.PortSpecError as exc:
+            raise UsageError(str(exc)) from None
+        for mapping in mappings:
+            exposed[mapping.key] = {}
+            bindings.setdefault(mapping.key, []).append({"HostIp": mapping.host_ip, "HostPort": mapping.host_port})
     return exposed, bindings
+
+
+def parse_expose(specs: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``--expose PORT[-END][/proto]`` values -> ExposedPorts. Raises UsageError with the docker CLI's message."""
+    try:
+        return {key: {} for spec in specs for key in ports.parse_expose(spec)}
+    except ports.PortSpecError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def parse_volumes(specs: Sequence[str]) -> tuple[list[str], dict[str, dict[str, Any]]]:
@@ -208,6 +188,13 @@ def parse_tmpfs(values: Sequence[str]) -> dict[str, str]:
     return tmpfs
 
 
+def _endpoints(network: str, aliases: Sequence[str], ip: str) -> dict[str, Any]:
+    """``EndpointsConfig`` for ``--network`` with ``--network-alias`` and ``--ip`` (empty without them)."""
+    if not aliases and not ip:
+        return {}
+    return {network: {"Aliases": list(aliases) or None, "IPAMConfig": {"IPv4Address": ip} if ip else None}}
+
+
 def add_container_flags(parser: ArgumentParser) -> None:
     """The flags ``run`` and ``create`` share."""
     add = parser.add_argument
@@ -231,6 +218,9 @@ def add_container_flags(parser: ArgumentParser) -> None:
     add("-v", "--volume", action="append", default=[], help="Bind mount a volume")
     add("--mount", action="append", default=[], help="Attach a filesystem mount to the container")
     add("--network", "--net", default="default", help="Connect a container to a network")
+    add("--network-alias", "--net-alias", action="append", default=[],
+        help="Add network-scoped alias for the container")
+    add("--ip", default="", help="IPv4 address (e.g., 172.30.100.104)")
     add("--restart", default="no", help="Restart policy to apply when a container exits")
     add("-m", "--memory", help="Memory limit")
     add("--memory-swap", help="Swap limit equal to memory plus swap: '-1' to enable unlimited swap")
@@ -253,6 +243,8 @@ def add_container_flags(parser: ArgumentParser) -> None:
     add("--platform", help="Set platform if server is multi-platform capable")
     add("--add-host", action="append", default=[], help="Add a custom host-to-IP mapping (host:ip)")
     add("--dns", action="append", default=[], help="Set custom DNS servers")
+    add("--dns-search", action="append", default=[], help="Set custom DNS search domains")
+    add("--dns-option", "--dns-opt", action="append", default=[], help="Set DNS options")
     add("--cgroup-parent", default="", help="Optional parent cgroup for the container")
     add("image", help="The image to run")
     add("command", nargs=argparse.REMAINDER, help="The command and its arguments")
@@ -266,8 +258,7 @@ def build_create_body(args: argparse.Namespace, environ: Mapping[str, str] | Non
     if not attach and not detach:
         attach = {"stdout", "stderr"} | ({"stdin"} if args.interactive else set())
     exposed, bindings = parse_publish(args.publish)
-    for spec in args.expose:
-        exposed.update(parse_publish([spec])[0])
+    exposed.update(parse_expose(args.expose))
     binds, anonymous = parse_volumes(args.volume)
     host_config: dict[str, Any] = {
         "AutoRemove": args.rm, "NetworkMode": args.network, "RestartPolicy": parse_restart(args.restart),
@@ -281,7 +272,8 @@ def build_create_body(args: argparse.Namespace, environ: Mapping[str, str] | Non
         "Tmpfs": parse_tmpfs(args.tmpfs) or None, "ReadonlyRootfs": args.read_only,
         "Privileged": args.privileged, "CapAdd": args.cap_add or None, "CapDrop": args.cap_drop or None,
         "SecurityOpt": args.security_opt or None, "Init": True if args.init else None,
-        "ExtraHosts": args.add_host or None, "Dns": args.dns, "CgroupParent": args.cgroup_parent,
+        "ExtraHosts": args.add_host or None, "Dns": args.dns, "DnsSearch": args.dns_search,
+        "DnsOptions": args.dns_option, "CgroupParent": args.cgroup_parent,
     }
     if args.rm and args.restart != "no":
         raise UsageError("conflicting options: cannot specify both --restart and --rm")
@@ -292,7 +284,7 @@ def build_create_body(args: argparse.Namespace, environ: Mapping[str, str] | Non
         "Env": parse_env(args.env, args.env_file, environ) or None, "Cmd": args.command or None,
         "Image": args.image, "Labels": parse_labels(args.label), "ExposedPorts": exposed or None,
         "Volumes": anonymous or None, "HostConfig": host_config,
-        "NetworkingConfig": {"EndpointsConfig": {}},
+        "NetworkingConfig": {"EndpointsConfig": _endpoints(args.network, args.network_alias, args.ip)},
     }
     if args.entrypoint is not None:
         body["Entrypoint"] = [args.entrypoint] if args.entrypoint else [""]

@@ -1,5 +1,5 @@
-"""Published ports: ``-p`` specs and ``PortBindings`` validated with Docker's messages, and host ports
-reserved.
+"""Published ports: ``-p`` specs (parsed by :mod:`backend.api.ports`) and ``PortBindings`` validated with
+Docker's messages, and host ports reserved.
 
 A published port is reserved by a socket bound to the host address and port for as long as the mapping
 exists: another process cannot take the port, and a clash is reported as dockerd reports it. Traffic to the
@@ -17,81 +17,22 @@ import contextlib
 import ipaddress
 import socket
 import time
-from dataclasses import dataclass
 
+from backend.api import ports
+from backend.api.ports import PROTOCOLS, PortSpec, parse_range, split_proto
 from backend.engine.errors import InvalidParameter, Unavailable
 
-PROTOCOLS = ("tcp", "udp", "sctp")
 CONNECT_PATIENCE = 5.0
 """Seconds the loopback proxy keeps retrying a refused connection to the container."""
 CHUNK = 1 << 18
 
 
-@dataclass(frozen=True)
-class PortSpec:
-    """One mapping of a ``-p`` spec: host ports 0-0 mean a random one."""
-
-    host_ip: str
-    host_start: int
-    host_end: int
-    container_port: int
-    protocol: str
-
-
-def parse_range(text: str) -> tuple[int, int]:
-    """``"80"`` or ``"8000-8010"`` to (start, end). Raises ValueError."""
-    start, sep, end = text.partition("-")
-    first = int(start)
-    last = int(end) if sep else first
-    if not 0 < first <= last <= 65535 or not start.isdigit() or (sep and not end.isdigit()):
-        raise ValueError(text)
-    return first, last
-
-
-def split_proto(text: str) -> tuple[str, str]:
-    """``"80/udp"`` to ("80", "udp"); the protocol defaults to tcp."""
-    port, _, proto = text.partition("/")
-    return port, proto or "tcp"
-
-
 def parse_port_spec(raw: str) -> list[PortSpec]:
-    """A ``-p [ip:][host_port[-end]:]container_port[-end][/proto]`` spec, as Docker's ParsePortSpec reads it.
-    Raises InvalidParameter with Docker's messages."""
-    host_ip, host_port, container = "", "", raw
-    if raw.count(":") >= 1:
-        head, _, container = raw.rpartition(":")
-        host_ip, sep, host_port = head.rpartition(":")
-        if not sep:
-            host_ip, host_port = "", head
-    container, proto = split_proto(container)
-    if host_ip.startswith("["):
-        host_ip = host_ip[1:].rstrip("]")
-    if host_ip:
-        try:
-            ipaddress.ip_address(host_ip)
-        except ValueError as exc:
-            raise InvalidParameter(f"invalid IP address: {host_ip}") from exc
-    if not container:
-        raise InvalidParameter(f"no port specified: {raw}<empty>")
+    """A ``-p`` spec (:func:`backend.api.ports.parse_port_spec`). Raises InvalidParameter with Docker's messages."""
     try:
-        start, end = parse_range(container)
-    except ValueError as exc:
-        raise InvalidParameter(f"invalid containerPort: {container}") from exc
-    host_start = host_end = 0
-    if host_port:
-        try:
-            host_start, host_end = parse_range(host_port)
-        except ValueError as exc:
-            raise InvalidParameter(f"invalid hostPort: {host_port}") from exc
-        if end - start != host_end - host_start and end != start:
-            raise InvalidParameter(f"invalid ranges specified for container and host Ports: {container} and "
-                                   f"{host_port}")
-    if proto.lower() not in PROTOCOLS:
-        raise InvalidParameter(f"invalid proto: {proto}")
-    if end == start:
-        return [PortSpec(host_ip, host_start, host_end, start, proto.lower())]
-    return [PortSpec(host_ip, host_start + i if host_port else 0, host_start + i if host_port else 0, start + i,
-                     proto.lower()) for i in range(end - start + 1)]
+        return ports.parse_port_spec(raw)
+    except ports.PortSpecError as exc:
+        raise InvalidParameter(str(exc)) from exc
 
 
 def parse_bindings(bindings: dict[str, list[dict[str, str]]], exposed: list[str],
