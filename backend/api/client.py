@@ -41,6 +41,8 @@ from backend.api.types import (
     HistoryItem,
     ImageInspect,
     ImageSummary,
+    Network,
+    NetworkPruneReport,
     PathStat,
     Ping,
     PruneReport,
@@ -340,6 +342,49 @@ class EngineClient:
         """``POST /volumes/prune``."""
         doc = (await self._send("POST", "/volumes/prune", params=_params(filters=_filters(filters)))).json()
         return VolumePruneReport.from_json(doc if isinstance(doc, dict) else {})
+
+    # -- networks ------------------------------------------------------------------------------------
+
+    async def list_networks(self, *, filters: Filters | None = None) -> list[Network]:
+        """``GET /networks``."""
+        rows = (await self._send("GET", "/networks", params=_params(filters=_filters(filters)))).json()
+        return [Network.from_json(r) for r in rows or [] if isinstance(r, dict)]
+
+    async def inspect_network(self, ref: str) -> Network:
+        """``GET /networks/{id}`` (a name, an ID or an ID prefix)."""
+        return Network.from_json(_json_dict(await self._send("GET", f"/networks/{ref}")))
+
+    async def create_network(self, name: str, *, driver: str = "bridge", subnet: str = "", gateway: str = "",
+                             ip_range: str = "", internal: bool = False, attachable: bool = False,
+                             labels: Mapping[str, str] | None = None,
+                             options: Mapping[str, str] | None = None) -> str:
+        """``POST /networks/create`` as the docker CLI sends it. Returns the new network's ID."""
+        ipam = {k: v for k, v in (("Subnet", subnet), ("Gateway", gateway), ("IPRange", ip_range)) if v}
+        body = {"Name": name, "Driver": driver, "CheckDuplicate": True, "Internal": internal, "Attachable": attachable,
+                "IPAM": {"Driver": "default", "Options": {}, "Config": [ipam] if ipam else []},
+                "Labels": dict(labels or {}), "Options": dict(options or {})}
+        return _str_field(_json_dict(await self._send("POST", "/networks/create", json_body=body)), "Id")
+
+    async def remove_network(self, ref: str) -> None:
+        """``DELETE /networks/{id}``."""
+        await self._send("DELETE", f"/networks/{ref}", slow=True)
+
+    async def prune_networks(self, *, filters: Filters | None = None) -> NetworkPruneReport:
+        """``POST /networks/prune``."""
+        resp = await self._send("POST", "/networks/prune", params=_params(filters=_filters(filters)), slow=True)
+        return NetworkPruneReport.from_json(_json_dict(resp))
+
+    async def connect_network(self, network: str, container: str, *, aliases: Sequence[str] = (),
+                              ipv4: str = "") -> None:
+        """``POST /networks/{id}/connect``: join a container (now if it runs, else from its next start)."""
+        endpoint = {"Aliases": list(aliases) or None, "IPAMConfig": {"IPv4Address": ipv4} if ipv4 else None}
+        await self._send("POST", f"/networks/{network}/connect", slow=True,
+                         json_body={"Container": container, "EndpointConfig": endpoint})
+
+    async def disconnect_network(self, network: str, container: str, *, force: bool = False) -> None:
+        """``POST /networks/{id}/disconnect``."""
+        await self._send("POST", f"/networks/{network}/disconnect", slow=True,
+                         json_body={"Container": container, "Force": force})
 
     # -- containers ----------------------------------------------------------------------------------
 

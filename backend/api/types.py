@@ -549,3 +549,45 @@ class VolumePruneReport:
     @staticmethod
     def from_json(doc: dict[str, Any]) -> VolumePruneReport:
         return VolumePruneReport(_strs(doc, "VolumesDeleted"), _int(doc, "SpaceReclaimed"))
+
+
+@dataclass(frozen=True)
+class Network:
+    """``GET /networks/{id}`` (and each of ``GET /networks``); all of it in ``raw``. ``subnets`` are the
+    IPAM configs' ``Subnet`` values; ``containers`` maps a container ID to its endpoint document."""
+
+    id: str
+    name: str
+    driver: str
+    scope: str
+    created: str
+    internal: bool
+    attachable: bool
+    enable_ipv6: bool
+    subnets: list[str]
+    containers: dict[str, dict[str, Any]]
+    options: dict[str, str]
+    labels: dict[str, str]
+    raw: dict[str, Any]
+
+    @staticmethod
+    def from_json(doc: dict[str, Any]) -> Network:
+        configs = _dict(doc, "IPAM").get("Config")
+        subnets = [_str(c, "Subnet") for c in configs if isinstance(c, dict)] if isinstance(configs, list) else []
+        members = _dict(doc, "Containers")
+        return Network(_str(doc, "Id"), _str(doc, "Name"), _str(doc, "Driver"), _str(doc, "Scope"),
+                       _str(doc, "Created"), doc.get("Internal") is True, doc.get("Attachable") is True,
+                       doc.get("EnableIPv6") is True, subnets,
+                       {str(k): v for k, v in members.items() if isinstance(v, dict)},
+                       _labels(doc, "Options"), _labels(doc, "Labels"), doc)
+
+
+@dataclass(frozen=True)
+class NetworkPruneReport:
+    """``POST /networks/prune``: the names of the removed networks."""
+
+    deleted: list[str]
+
+    @staticmethod
+    def from_json(doc: dict[str, Any]) -> NetworkPruneReport:
+        return NetworkPruneReport(_strs(doc, "NetworksDeleted"))

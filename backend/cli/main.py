@@ -17,6 +17,7 @@ from backend.cli.context import Cli, Command, CommandError, ExitCode, UsageError
 
 VERSION = "0.1.0"
 
+_NETWORK_VERBS = ("create", "ls", "inspect", "rm", "connect", "disconnect", "prune")
 # verb -> module under backend.cli
 _VERBS: dict[str, str] = {
     **dict.fromkeys(("run", "create", "start", "stop", "restart", "kill", "pause", "unpause", "rm", "ps", "logs",
@@ -29,6 +30,7 @@ _VERBS: dict[str, str] = {
     **dict.fromkeys(("login", "logout"), "auth"),
     **dict.fromkeys(("build", "builder_prune"), "build"),
     **dict.fromkeys(("volume_create", "volume_ls", "volume_inspect", "volume_rm", "volume_prune"), "volumes"),
+    **dict.fromkeys((f"network_{v}" for v in _NETWORK_VERBS), "networks"),
 }
 _GROUPS: dict[str, dict[str, str]] = {
     "container": {**{v: v for v in ("run", "create", "start", "stop", "restart", "kill", "pause", "unpause", "rm",
@@ -43,6 +45,7 @@ _GROUPS: dict[str, dict[str, str]] = {
     "system": {"info": "info", "events": "events", "df": "system_df", "prune": "system_prune"},
     "volume": {**{v: f"volume_{v}" for v in ("create", "ls", "inspect", "rm", "prune")},
                "list": "volume_ls", "remove": "volume_rm"},
+    "network": {**{v: f"network_{v}" for v in _NETWORK_VERBS}, "list": "network_ls", "remove": "network_rm"},
 }
 _HELP = """Usage:  berth [OPTIONS] COMMAND
 
@@ -61,6 +64,7 @@ Management Commands:
   builder     Manage builds
   container   Manage containers
   image       Manage images
+  network     Manage networks
   system      Manage Berth
   volume      Manage volumes
 

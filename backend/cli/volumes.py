@@ -15,7 +15,7 @@ _HEADERS = {"Driver": "DRIVER", "Name": "VOLUME NAME", "Mountpoint": "MOUNTPOINT
             "Scope": "SCOPE", "CreatedAt": "CREATED AT"}
 
 
-def _pairs(values: Iterable[str], flag: str, need_value: bool) -> dict[str, str]:
+def parse_pairs(values: Iterable[str], flag: str, need_value: bool) -> dict[str, str]:
     """``key=value`` flag values (``--label key`` alone means an empty value). Raises UsageError."""
     out: dict[str, str] = {}
     for item in values:
@@ -35,8 +35,8 @@ def _configure_create(p: ArgumentParser) -> None:
 
 async def create(cli: Cli, args: argparse.Namespace) -> None:
     volume = await cli.client.create_volume(args.name, driver=args.driver,
-                                            labels=_pairs(args.label, "--label", False),
-                                            options=_pairs(args.opt, "--opt", True))
+                                            labels=parse_pairs(args.label, "--label", False),
+                                            options=parse_pairs(args.opt, "--opt", True))
     cli.print(volume.name)
 
 
