@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import sys
 import tarfile
@@ -526,23 +527,27 @@ def _configure_port(p: ArgumentParser) -> None:
 
 
 async def port(cli: Cli, args: argparse.Namespace) -> None:
-    info = await cli.client.inspect_container(args.container)
-    ports = info.network_settings.get("Ports") or {}
+    """docker's ``port``: every mapping (``80/tcp -> 0.0.0.0:8080``) or one port's host addresses, in natural
+    order. Raises CommandError (docker's wording) for a bad or unpublished port."""
     wanted = None
     if args.port:
-        wanted = args.port if "/" in args.port else f"{args.port}/tcp"
+        number, _, proto = args.port.partition("/")
+        if not number.isdigit() or int(number) > 65535:
+            raise CommandError(f"Error: invalid port ({number})")
+        wanted = f"{number}/{proto or 'tcp'}"
+    info = await cli.client.inspect_container(args.container)
+    ports = info.network_settings.get("Ports") or {}
     lines = []
-    for key in sorted(ports):
+    for key, bindings in ports.items():
         if wanted is not None and key != wanted:
             continue
-        for binding in ports[key] or []:
-            ip = binding.get("HostIp") or "0.0.0.0"
-            address = f"[{ip}]" if ":" in ip else ip
-            lines.append(f"{address}:{binding.get('HostPort', '')}" if wanted else
-                         f"{key} -> {address}:{binding.get('HostPort', '')}")
+        for binding in bindings or []:
+            ip = binding.get("HostIp") or ""
+            address = f"[{ip}]:{binding.get('HostPort', '')}" if ":" in ip else f"{ip}:{binding.get('HostPort', '')}"
+            lines.append(address if wanted else f"{key} -> {address}")
     if wanted is not None and not lines:
-        raise CommandError(f"berth: No public port '{wanted}' published for {args.container}")
-    for line in lines:
+        raise CommandError(f"Error: No public port '{args.port}' published for {args.container}")
+    for line in sorted(lines, key=lambda text: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]):
         cli.print(line)
 
 
