@@ -224,7 +224,8 @@ async def delete_image(request: web.Request) -> web.Response:
     context = _context(request)
     name = request.match_info["name"]
     image_id = context.images.resolve(name).id
-    report = context.images.remove(name, force=query_bool(request, "force"), in_use=context.image_in_use)
+    report = context.images.remove(name, force=query_bool(request, "force"),
+                                   prune_parents=not query_bool(request, "noprune"), in_use=context.image_in_use)
     for item in report:
         if "Untagged" in item:
             _publish(request, "untag", image_id, item["Untagged"])

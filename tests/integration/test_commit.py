@@ -141,6 +141,7 @@ def test_empty_commit_and_bad_input(busybox_image: LayoutImage, registry: LocalR
         assert images.history(empty.id)[0].size == 0
         assert not images.content.has(EMPTY_LAYER_DIFF_ID)
 
+        images.remove(empty.id)
         images.remove(base, force=True)
         with pytest.raises(Conflict, match="was removed"):
             await service.commit(cid)

@@ -20,7 +20,7 @@ from backend.engine.builder.cache import BuildCache
 from backend.engine.builder.context import open_context, unpack_context
 from backend.engine.builder.executor import BuildOptions, BuildResult, Emit, Executor, remove_tree
 from backend.engine.containers.service import ContainerService
-from backend.engine.errors import NotFound
+from backend.engine.errors import Conflict, NotFound
 from backend.engine.images.layer_store import chain_ids
 from backend.engine.images.overlay import unmount_rootfs
 from backend.engine.images.service import ImageService
@@ -95,11 +95,11 @@ class BuildService:
         sizes = {c: self.images.layers.get(c).size for c in self._chains()}
         deleted: list[str] = []
         for image_id in sorted(self.cache.image_ids()):
-            with contextlib.suppress(NotFound):
+            with contextlib.suppress(NotFound, Conflict):  # gone with a child removed before, or has children
                 if self.images.images.refs_of(image_id) or in_use(image_id):
                     continue
-                self.images.remove(image_id, force=True)
-                deleted.append(image_id)
+                report = self.images.remove(image_id, force=True, in_use=in_use)
+                deleted.extend(item["Deleted"] for item in report if "Deleted" in item)
         self.cache.forget(self.cache.image_ids())
         reclaimed = sum(size for chain, size in sizes.items() if chain not in self._chains())
         for name in os.listdir(self.tmp):

@@ -141,3 +141,7 @@ class ImageStore:
 
     def refs_of(self, image_id: str) -> list[str]:
         return sorted(ref for ref, target in self.tags.items() if target == image_id)
+
+    def children(self, image_id: str) -> list[str]:
+        """The images whose ``parent`` is ``image_id`` (built or committed on it here), sorted."""
+        return [record.id for record in self.records() if record.parent == image_id]

@@ -8,6 +8,7 @@ and tags) and a registry client. Everything it reports goes through ``progress``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import dataclasses
 import datetime
@@ -387,36 +388,57 @@ class ImageService:
             raise InvalidParameter("refusing to create a tag with a digest reference")
         self.images.tag(str(ref), record.id)
 
-    def remove(self, name: str, *, force: bool = False, in_use: Callable[[str], bool] = lambda _: False
-               ) -> list[dict[str, str]]:
-        """``docker rmi``: untag ``name`` if the image has other names, else delete the image and its
-        unshared layers. Returns Docker's ``[{"Untagged": ...}, {"Deleted": ...}]`` report.
+    def remove(self, name: str, *, force: bool = False, prune_parents: bool = True,
+               in_use: Callable[[str], bool] = lambda _: False) -> list[dict[str, str]]:
+        """``docker rmi`` with dockerd's rules. By name: untag it, and when that was the image's last name
+        delete the image too, unless images were built on it (it stays, unnamed, as their parent). By ID:
+        untag every name and delete the image. After a deletion, with ``prune_parents`` (dockerd's default,
+        ``--no-prune`` turns it off), each parent in turn is deleted while it has no name, no other child and
+        no container (``in_use``). Returns Docker's report: ``{"Untagged": name}`` items, then one
+        ``{"Deleted": id}`` per deleted image.
 
-        Raises NotFound, or Conflict when the image is used by a container (``in_use``) or has
-        several names and was addressed by ID, unless ``force``.
+        Raises NotFound, or Conflict when the image is used by a container or, addressed by ID, has several
+        names (both unless ``force``), or is addressed by ID and has child images (even with ``force``).
         """
         record = self.resolve(name)
-        report: list[dict[str, str]] = []
         refs = self.images.refs_of(record.id)
         try:
             named: str | None = str(parse_reference(name).with_default_tag())
         except InvalidParameter:
             named = None
-        if named is not None and named in refs:
-            if len(refs) > 1:
-                self.images.untag(named)
-                return [{"Untagged": parse_reference(named).familiar()}]
-        elif len(refs) > 1 and not force:
-            raise Conflict(f"conflict: unable to delete {record.id[7:19]} (must be forced) - "
-                           "image is referenced in multiple repositories")
+        if named is not None and named in refs and len(refs) > 1:
+            self.images.untag(named)
+            return [{"Untagged": parse_reference(named).familiar()}]
+        has_children = bool(self.images.children(record.id))
+        if named is None or named not in refs:
+            if len(refs) > 1 and not force:
+                raise Conflict(f"conflict: unable to delete {record.id[7:19]} (must be forced) - "
+                               "image is referenced in multiple repositories")
+            if has_children:
+                raise Conflict(f"conflict: unable to delete {record.id[7:19]} (cannot be forced) - "
+                               "image has dependent child images")
         if in_use(record.id) and not force:
             raise Conflict(f"conflict: unable to delete {record.id[7:19]} (cannot be forced) - "
                            "image is being used by a container")
+        report: list[dict[str, str]] = []
         for ref in refs:
             self.images.untag(ref)
             report.append({"Untagged": parse_reference(ref).familiar()})
+        if has_children:
+            return report  # its last name is gone; it stays as the parent of its children
         self._delete_image(record)
         report.append({"Deleted": record.id})
+        parent = record.parent
+        while prune_parents and parent:
+            try:
+                record = self.images.get(parent)
+            except NotFound:
+                break
+            if self.images.refs_of(record.id) or self.images.children(record.id) or in_use(record.id):
+                break
+            self._delete_image(record)
+            report.append({"Deleted": record.id})
+            parent = record.parent
         return report
 
     def _delete_image(self, record: ImageRecord) -> None:
@@ -685,17 +707,31 @@ class ImageService:
 
     def prune(self, *, dangling_only: bool = True, in_use: Callable[[str], bool] = lambda _: False
               ) -> tuple[list[dict[str, str]], int]:
-        """``docker image prune``: remove dangling (or, with ``dangling_only=False``, all unused) images,
-        then blobs no image needs. Returns Docker's report and the bytes reclaimed."""
+        """``docker image prune`` as dockerd prunes: the dangling images (no name and no child, so the
+        intermediate images of builds, which have children, are kept as build cache) or, with
+        ``dangling_only=False``, every image without a container except intermediate ones. Each goes as
+        ``docker rmi`` removes it (name by name), so its unused unnamed parents go too and the parents of
+        kept images stay. Then blobs no image needs are deleted. Returns Docker's report and the bytes
+        reclaimed (layers and blobs)."""
+        records = self.images.records()
+        parents = {record.parent for record in records}
+        layer_sizes: dict[str, int] = {}
+        for record in records:
+            for chain in chain_ids(record.diff_ids):
+                with contextlib.suppress(NotFound, InvalidParameter):
+                    layer_sizes[chain] = self.layers.get(chain).size
         report: list[dict[str, str]] = []
-        reclaimed = 0
-        for record in self.images.records():
-            if in_use(record.id) or (dangling_only and self.images.refs_of(record.id)):
+        for record in records:
+            refs = self.images.refs_of(record.id)
+            if in_use(record.id) or (dangling_only and refs) or (not refs and record.id in parents):
                 continue
-            report.extend(self.remove(record.id, force=True))
-            reclaimed += record.size
+            for name in refs or [record.id]:
+                report.extend(self.remove(name, in_use=in_use))
+        remaining = self.images.records()
+        kept_chains = {chain for record in remaining for chain in chain_ids(record.diff_ids)}
+        reclaimed = sum(size for chain, size in layer_sizes.items() if chain not in kept_chains)
         needed: set[str] = set()
-        for record in self.images.records():
+        for record in remaining:
             needed.add(record.id)
             needed.update(record.layer_blobs)
             if record.manifest_digest:
