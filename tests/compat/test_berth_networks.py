@@ -218,6 +218,7 @@ def test_connect_and_disconnect(berthd_with_busybox: Berthd, made: list[str]) ->
     (["--expose", "80:80"], 125, "berth: invalid port format for --expose: 80:80"),
     (["--network", "no-such-net"], 125, "network no-such-net not found"),
     (["--ip", "10.1.1.1"], 125, "user specified IP address is supported on user defined networks only"),
+    (["--network-alias", "a"], 125, "network-scoped alias is supported only for containers in user defined"),
     (["--add-host", "bad"], 125, "bad format for add-host"),
 ])
 def test_bad_run_network_input(berthd_with_busybox: Berthd, args: list[str], code: int, message: str) -> None:
