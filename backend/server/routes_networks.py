@@ -6,8 +6,9 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from backend.engine.errors import InvalidParameter
 from backend.engine.networks.service import NetworkService
-from backend.server.params import parse_filters, read_json_body
+from backend.server.params import parse_filters, parse_time_filter_ns, read_json_body
 from backend.server.versioning import add_route
 
 SERVICE: web.AppKey[NetworkService] = web.AppKey("networks", NetworkService)
@@ -38,7 +39,15 @@ async def remove(request: web.Request) -> web.Response:
 
 
 async def prune(request: web.Request) -> web.Response:
-    return web.json_response({"NetworksDeleted": await _service(request).prune()})
+    """``POST /networks/prune?filters=``: ``until`` (timestamp or duration), ``label``, ``label!``."""
+    filters = parse_filters(request.query.get("filters"))
+    unknown = set(filters) - {"until", "label", "label!"}
+    if unknown:
+        raise InvalidParameter(f"invalid filter '{sorted(unknown)[0]}'")
+    until = parse_time_filter_ns(filters["until"][-1], "until") / 1e9 if filters.get("until") else None
+    deleted = await _service(request).prune(until=until, labels=filters.get("label", []),
+                                            not_labels=filters.get("label!", []))
+    return web.json_response({"NetworksDeleted": deleted})
 
 
 async def connect(request: web.Request) -> web.Response:

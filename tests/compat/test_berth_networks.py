@@ -225,3 +225,20 @@ def test_bad_run_network_input(berthd_with_busybox: Berthd, args: list[str], cod
     result = berthd_with_busybox.berth("run", "--rm", *args, "busybox", "true", check=False)
     assert message in _one_line_error(result, code)
     assert berthd_with_busybox.berth("version", "--format", "{{.Server.ApiVersion}}").stdout == "1.41\n"
+
+
+def test_network_prune_filters_and_stopped_users(berthd_with_busybox: Berthd, made: list[str]) -> None:
+    d = berthd_with_busybox
+    keep, drop, stopped_net, box = _name("net-keep"), _name("net-drop"), _name("net-stopped"), _name("stopped-box")
+    made += [box, keep, drop, stopped_net]
+    d.berth("network", "create", "--label", "team=a", keep)
+    d.berth("network", "create", "--label", "team=b", drop)
+    d.berth("network", "create", "--label", "team=b", stopped_net)
+    d.berth("create", "--name", box, "--network", stopped_net, "busybox", "true")  # refers to it, not running
+    assert d.berth("network", "prune", "-f", "--filter", "label=team=b").stdout == f"Deleted Networks:\n{drop}\n\n"
+    names = d.berth("network", "ls", "--format", "{{.Name}}").stdout.split()
+    assert keep in names and stopped_net in names
+    d.berth("network", "prune", "-f", "--filter", "until=1h")  # all created just now: kept
+    assert keep in d.berth("network", "ls", "--format", "{{.Name}}").stdout.split()
+    bad = d.berth("network", "prune", "-f", "--filter", "colour=red", check=False)
+    assert bad.returncode != 0 and "invalid filter" in bad.stderr

@@ -23,7 +23,7 @@ import ipaddress
 import os
 import secrets
 import socket
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -333,14 +333,28 @@ class NetworkService:
             self.store.save()
         self.events.emit("network", "destroy", n.id, {"name": n.name, "type": n.driver})
 
-    async def prune(self) -> list[str]:
-        """Remove every user-defined network without running containers. Returns their names."""
+    async def prune(self, *, until: float | None = None, labels: Sequence[str] = (),
+                    not_labels: Sequence[str] = ()) -> list[str]:
+        """``docker network prune``: remove every user-defined network no container refers to (running or
+        not), created before ``until`` (Unix seconds), with all ``labels`` and none of ``not_labels``
+        (``key`` or ``key=value``). Returns their names."""
+        def has(n: NetworkRecord, want: str) -> bool:
+            key, sep, value = want.partition("=")
+            return key in n.labels and (not sep or n.labels[key] == value)
+
+        used = {network_id for net in self.store.containers.values() for network_id in net.networks}
         removed = []
         for n in list(self.store.networks.values()):
-            if n.name not in PREDEFINED:
-                with contextlib.suppress(Forbidden, NotFound):
-                    await self.remove(n.id)
-                    removed.append(n.name)
+            if n.name in PREDEFINED or n.id in used:
+                continue
+            created = datetime.datetime.fromisoformat(n.created.replace("Z", "+00:00")).timestamp()
+            if until is not None and created >= until:
+                continue
+            if not all(has(n, w) for w in labels) or any(has(n, w) for w in not_labels):
+                continue
+            with contextlib.suppress(Forbidden, NotFound):
+                await self.remove(n.id)
+                removed.append(n.name)
         return removed
 
     # -- containers ----------------------------------------------------------------------------------
