@@ -152,3 +152,23 @@ def test_prune_all_keeps_parents_of_kept_images(berthd_with_busybox: Berthd, tag
     finally:
         d.docker("tag", busybox, "busybox:latest")
     assert chain(d, tag) == ids
+
+
+def test_copied_whiteout_names_are_whiteouts_in_the_image(berthd_with_busybox: Berthd, tag: str,
+                                                          tmp_path: Path) -> None:
+    """The context keeps ``.wh.*`` files as files (``COPY .wh.x`` finds it); once COPY or ADD has put them in
+    a layer they are whiteouts, as with dockerd (its layer tar carries them by name)."""
+    d = berthd_with_busybox
+    (tmp_path / "wh").mkdir()
+    (tmp_path / "wh" / ".wh.x").write_text("")
+    (tmp_path / "opq").mkdir()
+    (tmp_path / "opq" / ".wh..wh..opq").write_text("")
+    (tmp_path / "opq" / "new").write_text("new\n")
+    (tmp_path / ".wh.single").write_text("")
+    (tmp_path / "Dockerfile").write_text(
+        "FROM busybox\n"
+        "RUN mkdir -p /opt /srv && for f in x y; do echo $f > /opt/$f; echo $f > /srv/$f; done && touch /single\n"
+        "COPY wh/ /opt/\nCOPY opq/ /srv/\nCOPY .wh.single /\n")
+    d.docker("build", "-t", tag, str(tmp_path))
+    listing = d.docker("run", "--rm", tag, "sh", "-c", "ls -A /opt; echo --; ls -A /srv; test -e /single || echo gone")
+    assert listing.stdout.split() == ["y", "--", "new", "gone"]

@@ -225,7 +225,7 @@ def unpack_context(source: BinaryIO, dest: str, *, limits: LayerLimits = CONTEXT
     Raises ContextError for a malformed or hostile tar or one over ``limits`` (``dest`` is left empty),
     Unavailable when the disk fails."""
     try:
-        apply_layer(_decompressing(source), dest, limits=limits)
+        apply_layer(_decompressing(source), dest, limits=limits, whiteouts=False)
     except LayerError as exc:
         raise ContextError(f"invalid build context: {exc}") from None
     except (OSError, EOFError, lzma.LZMAError) as exc:

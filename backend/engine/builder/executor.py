@@ -647,7 +647,7 @@ class Executor:
         with tempfile.TemporaryFile(dir=self.tmp) as spool:
             copying.write_tar(spool, plan, owner=owner, chmod=chmod, directories=directories)
             spool.seek(0)
-            extract_archive(root, "the image", "/", spool, limits=COPY_LIMITS)
+            extract_archive(root, "the image", "/", spool, limits=COPY_LIMITS, whiteouts=False)
         for source in sources:
             if source.extract and source.tree is not None:
                 found = source.tree.locate(source.rel)
@@ -655,7 +655,7 @@ class Executor:
                     continue
                 try:
                     with os.fdopen(found.open_file(), "rb") as archive:
-                        extract_archive(root, "the image", dest, archive, limits=COPY_LIMITS)
+                        extract_archive(root, "the image", dest, archive, limits=COPY_LIMITS, whiteouts=False)
                 finally:
                     os.close(found.dir_fd)
 

@@ -393,12 +393,12 @@ class _Body:
 class _Extractor(layers._Applier):
     """The layer applier, for ``docker cp`` into a container: entries are placed below ``dest`` (components
     relative to the container root) and may not climb above it; whiteouts, opaque markers and device
-    nodes are refused; optionally nothing replaces a directory by a non-directory or the reverse, and
-    every entry is owned by ``owner``."""
+    nodes are refused (``.wh.*`` names are plain files with ``whiteouts=False``); optionally nothing
+    replaces a directory by a non-directory or the reverse, and every entry is owned by ``owner``."""
 
     def __init__(self, root_fd: int, dest: list[bytes], limits: layers.LayerLimits, *,
-                 no_overwrite_dir_non_dir: bool, owner: tuple[int, int] | None) -> None:
-        super().__init__(root_fd, limits)
+                 no_overwrite_dir_non_dir: bool, owner: tuple[int, int] | None, whiteouts: bool = True) -> None:
+        super().__init__(root_fd, limits, whiteouts=whiteouts)
         self._dest = os.fsdecode(b"/".join(dest))
         self._no_overwrite = no_overwrite_dir_non_dir
         self._owner = owner
@@ -440,9 +440,10 @@ class _Extractor(layers._Applier):
 
 def extract_archive(root: str, owner_name: str, path: str, source: BinaryIO, *,
                     limits: layers.LayerLimits = COPY_LIMITS, no_overwrite_dir_non_dir: bool = False,
-                    owner: tuple[int, int] | None = None) -> None:
+                    owner: tuple[int, int] | None = None, whiteouts: bool = True) -> None:
     """Extract the tar read from ``source`` into the directory at ``path`` of the root filesystem mounted at
-    ``root`` (``owner_name`` names it in messages), as ``put_archive`` does (the builder uses it too).
+    ``root`` (``owner_name`` names it in messages), as ``put_archive`` does (the builder uses it too, with
+    ``whiteouts=False``: ``.wh.*`` names are then written as plain files, as dockerd's COPY writes them).
 
     Raises NotFound, InvalidParameter, Unavailable as ``put_archive``.
     """
@@ -454,7 +455,7 @@ def extract_archive(root: str, owner_name: str, path: str, source: BinaryIO, *,
             raise InvalidParameter("extraction point is not a directory")
         body = _Body(source, limits)
         extractor = _Extractor(tree.fd, target.parts, limits, no_overwrite_dir_non_dir=no_overwrite_dir_non_dir,
-                               owner=owner)
+                               owner=owner, whiteouts=whiteouts)
         try:
             extractor.run(body)  # type: ignore[arg-type]  # _Body has the read() the applier uses
             extractor.finish()

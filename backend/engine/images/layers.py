@@ -156,12 +156,13 @@ def detect_compression(head: bytes) -> str:
 
 
 def apply_layer(source: BinaryIO, dest: str, *, limits: LayerLimits = LayerLimits(),
-                expected_diff_id: str | None = None) -> AppliedLayer:
+                expected_diff_id: str | None = None, whiteouts: bool = True) -> AppliedLayer:
     """Stream-decompress the layer read from ``source`` and apply its tar into the empty directory ``dest``.
 
     Compression (gzip, zstd or none) is detected from the first bytes. ``source`` is read to its end in
     1 MiB reads and not closed. The guarantees are those of the module docstring: nothing is written
-    outside ``dest``; on any failure ``dest`` is left existing and empty.
+    outside ``dest``; on any failure ``dest`` is left existing and empty. With ``whiteouts=False`` (a build
+    context, which dockerd unpacks as a plain tar) ``.wh.*`` names are ordinary entries.
 
     Raises ``InvalidParameter`` if ``dest`` is not an existing empty directory or ``expected_diff_id`` is not
     ``sha256:<64 hex>`` (nothing is touched then); ``LayerError`` for a malformed, hostile or oversized layer
@@ -178,7 +179,7 @@ def apply_layer(source: BinaryIO, dest: str, *, limits: LayerLimits = LayerLimit
     try:
         if os.listdir(root_fd):
             raise InvalidParameter(f"layer destination {dest!r} is not empty")
-        applier = _Applier(root_fd, limits)
+        applier = _Applier(root_fd, limits, whiteouts=whiteouts)
         try:
             result = applier.run(source)
             if expected_diff_id is not None and result.diff_id != expected_diff_id:
@@ -687,9 +688,10 @@ _TAR_PARSE_ERRORS = (tarfile.TarError, EOFError, ValueError, OverflowError, Unic
 class _Applier:
     """One application of one layer into one root descriptor. Not reusable."""
 
-    def __init__(self, root_fd: int, limits: LayerLimits) -> None:
+    def __init__(self, root_fd: int, limits: LayerLimits, *, whiteouts: bool = True) -> None:
         self._root_fd = root_fd
         self._limits = limits
+        self._whiteouts = whiteouts  # False: .wh.* names are plain entries
         self._tree = tarsafe.LayerTree(root_fd)
         self._chown = os.geteuid() == 0
         self._dir_times: dict[tuple[bytes, ...], tuple[int, int]] = {}
@@ -807,19 +809,17 @@ class _Applier:
         if not parts:
             return  # the layer root: dest's own metadata is the caller's
         dirparts, base = parts[:-1], parts[-1]
-        if any(p.startswith(_WHITEOUT_META_PREFIX) for p in dirparts):
+        if self._whiteouts and any(p.startswith(_WHITEOUT_META_PREFIX) for p in dirparts):
             return  # inside aufs metadata (.wh..wh.plnk/...)
-        if any(p.startswith(_WHITEOUT_PREFIX) for p in dirparts):
+        if self._whiteouts and any(p.startswith(_WHITEOUT_PREFIX) for p in dirparts):
             raise _EntryRefused("a whiteout cannot be a directory")
         if member.uid < 0 or member.uid > _MAX_ID or member.gid < 0 or member.gid > _MAX_ID:
             raise _EntryRefused(f"owner {member.uid}:{member.gid} is out of range")
-        if base == _WHITEOUT_OPAQUE:
-            self._opaque(dirparts)
-            return
-        if base.startswith(_WHITEOUT_META_PREFIX):
-            return  # aufs metadata
-        if base.startswith(_WHITEOUT_PREFIX):
-            self._whiteout(dirparts, base[len(_WHITEOUT_PREFIX):], member)
+        if self._whiteouts and base.startswith(_WHITEOUT_PREFIX):
+            if base == _WHITEOUT_OPAQUE:
+                self._opaque(dirparts)
+            elif not base.startswith(_WHITEOUT_META_PREFIX):  # other .wh..wh.* names are aufs metadata
+                self._whiteout(dirparts, base[len(_WHITEOUT_PREFIX):], member)
             return
         if member.issparse():
             raise _EntryRefused("sparse files are not supported")

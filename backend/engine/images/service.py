@@ -720,6 +720,7 @@ class ImageService:
             for chain in chain_ids(record.diff_ids):
                 with contextlib.suppress(NotFound, InvalidParameter):
                     layer_sizes[chain] = self.layers.get(chain).size
+        blob_sizes = {digest: self.content.size(digest) for digest in self.content.digests()}
         report: list[dict[str, str]] = []
         for record in records:
             refs = self.images.refs_of(record.id)
@@ -738,8 +739,9 @@ class ImageService:
                 needed.add(record.manifest_digest)
         for digest in list(self.content.digests()):
             if digest not in needed:
-                reclaimed += self.content.size(digest)
                 self.content.delete(digest)
+        remaining_blobs = set(self.content.digests())
+        reclaimed += sum(size for digest, size in blob_sizes.items() if digest not in remaining_blobs)
         return report, reclaimed
 
     # -- save and load -----------------------------------------------------------------------------
