@@ -50,7 +50,7 @@ def test_create_get_list_remove(volumes: VolumeService) -> None:
 
     assert names(label=["team=a"]) == ["data1"]
     assert names(label=["team=b"]) == []
-    assert names(name=["^da"]) == ["data1"]
+    assert names(name=["^data"]) == ["data1"]
     assert names(driver=["local"]) == sorted(["data1", anon.name])
     volumes.users = lambda name: ["c" * 64] if name == "data1" else []
     assert names(dangling=["true"]) == [anon.name]

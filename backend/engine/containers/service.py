@@ -482,6 +482,9 @@ class ContainerService:
             self._restarts.pop(record.id, None)
             if record.id not in self.store.records or record.state.status is not ContainerStatus.RESTARTING:
                 return
+            if record.state.manually_stopped:  # stopped by the user while this waited for the lock
+                self._cancel_restart(record)
+                return
             try:
                 await self._run(record)
             except Exception as exc:  # Docker records the error and applies the policy again
@@ -595,13 +598,12 @@ class ContainerService:
         """``docker stop``: the stop signal, then SIGKILL after ``timeout`` seconds (default 10). The stop
         finishes even if the caller goes away. Stopping a stopped container is not an error."""
         record = self.store.get(ref)
-        record.state.manually_stopped = True
+        record.state.manually_stopped = True  # seen by a policy restart about to happen: it will not
+        async with self._lock:  # a restart under way finishes first; a pending one is dropped
+            self._cancel_restart(record)
+            self.store.save(record)
         if record.state.status not in (ContainerStatus.RUNNING, ContainerStatus.PAUSED):
-            async with self._lock:
-                self._cancel_restart(record)
-                self.store.save(record)
             return
-        self.store.save(record)
         request = parse_create_request(record.request or {"Image": record.image}, None)
         grace = timeout if timeout is not None else (request.stop_timeout if request.stop_timeout is not None
                                                      else 10)
