@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -28,8 +29,22 @@ pytestmark = [pytest.mark.root, pytest.mark.network]
 
 @pytest.fixture(autouse=True)
 def _unmount_leftovers(tmp_path: Path) -> Iterator[None]:
-    """A failing test may leave container filesystems mounted: unmount them so the temp dir can go."""
+    """Containers outlive their engine by design, and a test may end with some left (created, running):
+    kill them (by cgroup) and their monitors (whose working directory is under the test's temp dir), then
+    unmount their filesystems so the temp dir can go."""
     yield
+    for state in Path("/sys/fs/cgroup/freezer", CGROUP_PARENT).glob("*/freezer.state"):
+        with contextlib.suppress(OSError):
+            state.write_text("THAWED")
+    pids = {int(p) for procs in Path("/sys/fs/cgroup").glob(f"*/{CGROUP_PARENT}/*/cgroup.procs")
+            for p in procs.read_text().split()}
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and os.readlink(entry / "cwd").startswith(str(tmp_path)):
+                pids.add(int(entry.name))
+    for pid in pids - {os.getpid()}:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
     for point in sorted(_mounts_under(tmp_path), reverse=True):
         subprocess.run(["umount", "-l", point], check=False)
 
