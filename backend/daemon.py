@@ -4,8 +4,9 @@ Reads ``/etc/berth/daemon.yaml`` (``--config-file``; flags override it), takes a
 the data root so two daemons never share one, builds the engine's services, and serves the Docker
 Engine API on a unix socket created safely: bound with mode 0 while it is prepared, owned by
 root:<group> when that group exists, then mode 0660 before it listens. A stale socket file is
-replaced. SIGTERM/SIGINT stop it gracefully without waiting for open event streams. TCP listening is
-not offered yet: only unix sockets are accepted in ``-H``.
+replaced. SIGTERM/SIGINT stop it gracefully without waiting for open event streams. TCP is opt-in
+(``-H tcp://HOST:PORT``): on a loopback address as it is, elsewhere only with mutual TLS
+(``--tlsverify --tlscacert --tlscert --tlskey``, client certificates required), as dockerd advises.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ import asyncio
 import contextlib
 import fcntl
 import grp
+import ipaddress
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -72,11 +76,21 @@ class DaemonConfig:
     cgroup_parent: str = "/berth"
     bridge_name: str = ""
     default_subnet: str = ""
+    runtimes: dict[str, str] = field(default_factory=dict)
+    tlsverify: bool = False
+    tlscacert: str = ""
+    tlscert: str = ""
+    tlskey: str = ""
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="berthd", description="Berth's container engine (Docker Engine API)")
-    p.add_argument("-H", "--host", action="append", dest="hosts", help="unix:///path/to.sock (repeatable)")
+    p.add_argument("-H", "--host", action="append", dest="hosts",
+                   help="unix:///path/to.sock or tcp://HOST:PORT (repeatable; TCP off loopback needs --tlsverify)")
+    p.add_argument("--tlsverify", action="store_true", help="serve TCP with TLS and require client certificates")
+    p.add_argument("--tlscacert", help="CA that signs the clients' certificates")
+    p.add_argument("--tlscert", help="the server's certificate")
+    p.add_argument("--tlskey", help="the server's key")
     p.add_argument("--data-root")
     p.add_argument("--exec-root")
     p.add_argument("--config-file", default=DEFAULT_CONFIG)
@@ -89,7 +103,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--bridge-name", help="device of the default bridge network (default berth0 for the default "
                    "data root, else one derived from the data root)")
     p.add_argument("--default-subnet", help="subnet of the default bridge (default: a free private one)")
-    p.add_argument("--add-runtime", action="append", help="accepted; containers come with the next release")
+    p.add_argument("--add-runtime", action="append", default=[], metavar="NAME=PATH",
+                   help="another OCI runtime, chosen per container with --runtime NAME (repeatable)")
     return p
 
 
@@ -119,14 +134,80 @@ def load_config(argv: Sequence[str] | None = None) -> DaemonConfig:
     elif path != DEFAULT_CONFIG:
         raise InvalidParameter(f"config file {path} does not exist")
     for name in ("hosts", "data_root", "exec_root", "group", "pidfile", "log_level", "insecure_registries",
-                 "default_runtime", "cgroup_parent", "bridge_name", "default_subnet"):
+                 "default_runtime", "cgroup_parent", "bridge_name", "default_subnet", "tlsverify", "tlscacert",
+                 "tlscert", "tlskey"):
         value = getattr(args, name)
         if value:
             setattr(config, name, value)
     for host in config.hosts:
-        if not str(host).startswith("unix://"):
-            raise InvalidParameter(f"-H {host}: only unix:// sockets are supported (TCP needs mutual TLS)")
+        if str(host).startswith("tcp://"):
+            address, _ = tcp_address(str(host))
+            if not config.tlsverify and not _loopback(address):
+                raise InvalidParameter(f"-H {host}: TCP off the loopback interface needs mutual TLS "
+                                       "(--tlsverify --tlscacert --tlscert --tlskey)")
+        elif not str(host).startswith("unix://"):
+            raise InvalidParameter(f"-H {host}: expected unix:///path or tcp://HOST:PORT")
+    for item in args.add_runtime:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise InvalidParameter(f"--add-runtime {item}: expected NAME=PATH")
+        config.runtimes[name] = path
+    if config.tlsverify and not (config.tlscacert and config.tlscert and config.tlskey):
+        raise InvalidParameter("--tlsverify needs --tlscacert, --tlscert and --tlskey")
     return config
+
+
+def named_runtimes(config: DaemonConfig) -> tuple[str, dict[str, str]]:
+    """(default runtime path, every runtime by name): berth-runtime next to this Python, runc and crun when
+    installed, and ``runtimes`` (``--add-runtime NAME=PATH``, or the config file's dockerd-style
+    ``runtimes: {NAME: {path: PATH}}``). ``default_runtime`` may be a name or a path. Raises
+    InvalidParameter for a malformed entry."""
+    found = {name: shutil.which(name) for name in ("runc", "crun")}
+    runtimes = {"berth-runtime": os.path.join(os.path.dirname(sys.executable), "berth-runtime")}
+    runtimes |= {name: path for name, path in found.items() if path}
+    configured: Any = config.runtimes or {}  # from the config file: any YAML
+    if not isinstance(configured, dict):
+        raise InvalidParameter("runtimes: expected a mapping of names to paths")
+    for name, entry in configured.items():
+        path = entry.get("path") if isinstance(entry, dict) else entry
+        if not isinstance(name, str) or not isinstance(path, str) or not path:
+            raise InvalidParameter(f"runtime {name!r}: expected a path")
+        runtimes[name] = path
+    choice = config.default_runtime or "berth-runtime"
+    return runtimes.get(choice, choice), runtimes
+
+
+def tcp_address(host: str) -> tuple[str, int]:
+    """(address, port) of ``tcp://HOST:PORT`` (``[::1]`` for IPv6). Raises InvalidParameter."""
+    rest = host.removeprefix("tcp://").rstrip("/")
+    address, _, port = rest.rpartition(":")
+    address = address.strip("[]")
+    if not address or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidParameter(f"-H {host}: expected tcp://HOST:PORT")
+    return address, int(port)
+
+
+def _loopback(address: str) -> bool:
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def tls_context(config: DaemonConfig) -> ssl.SSLContext | None:
+    """Mutual TLS for TCP when ``tlsverify``: the server's certificate, client certificates required and
+    checked against ``tlscacert``. Raises InvalidParameter for unreadable files."""
+    if not config.tlsverify:
+        return None
+    try:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=config.tlscacert)
+        context.load_cert_chain(config.tlscert, config.tlskey)
+    except (OSError, ssl.SSLError) as exc:
+        raise InvalidParameter(f"TLS: {exc}") from exc
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
 
 
 def lock_data_root(data_root: str) -> int:
@@ -174,7 +255,7 @@ async def serve(config: DaemonConfig) -> None:
     images.recover()
     events = EventBus()
 
-    runtime = config.default_runtime or os.path.join(os.path.dirname(sys.executable), "berth-runtime")
+    runtime, runtimes = named_runtimes(config)
     volumes = VolumeService(os.path.join(config.data_root, "volumes"), events,
                             users=lambda name: containers.mounts.users(name))
     networks = NetworkService(os.path.join(config.data_root, "network"), config.exec_root, events,
@@ -183,11 +264,13 @@ async def serve(config: DaemonConfig) -> None:
     await networks.start()
     containers = ContainerService(os.path.join(config.data_root, "containers"), images, events,
                                   runtime=runtime, runtime_root=os.path.join(config.exec_root, "runtime"),
-                                  cgroup_parent=config.cgroup_parent, volumes=volumes, networks=networks)
+                                  cgroup_parent=config.cgroup_parent, volumes=volumes, networks=networks,
+                                  runtimes=runtimes)
     networks.containers = containers.store.get
     containers.recover()
     await containers.recover_running()
-    system = SystemService(config.data_root, images, events, containers=containers.counts)
+    system = SystemService(config.data_root, images, events, containers=containers.counts,
+                           runtimes=containers.runtimes, default_runtime=containers.default_runtime)
     builder = BuildService(os.path.join(config.data_root, "builder"), images, containers, registry_for=registry_for)
     context = ServerContext(images=images, system=system, events=events, registry_for=registry_for,
                             image_in_use=containers.in_use(), container_rows=lambda: rows_with_size(containers),
@@ -201,7 +284,13 @@ async def serve(config: DaemonConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     runner = make_runner(app)
     await runner.setup()
+    tls = tls_context(config)
     for host in config.hosts:
+        if host.startswith("tcp://"):
+            address, port = tcp_address(host)
+            await web.TCPSite(runner, address, port, ssl_context=tls).start()
+            log.info(json.dumps({"msg": "API listening", "tcp": f"{address}:{port}", "tls": tls is not None}))
+            continue
         path = host.removeprefix("unix://")
         await web.SockSite(runner, open_socket(path, config.group)).start()
         log.info(json.dumps({"msg": "API listening", "socket": path}))
@@ -212,8 +301,9 @@ async def serve(config: DaemonConfig) -> None:
     await containers.close()
     await networks.close()
     for host in config.hosts:
-        with contextlib.suppress(OSError):
-            os.unlink(host.removeprefix("unix://"))
+        if host.startswith("unix://"):
+            with contextlib.suppress(OSError):
+                os.unlink(host.removeprefix("unix://"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,8 +16,8 @@ import inspect
 import os
 import platform
 import socket
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 
 from backend.engine.errors import InvalidParameter, NotFound
 from backend.engine.events import EventBus
@@ -128,6 +128,8 @@ class SystemInfo:
     event_listeners: int
     open_fds: int
     tasks: int
+    runtimes: Mapping[str, str] = field(default_factory=dict)
+    default_runtime: str = "berth-runtime"
 
 
 @dataclass(frozen=True)
@@ -151,8 +153,11 @@ class SystemService:
     """Totals across services for info and df. ``root_dir`` is the engine's data root."""
 
     def __init__(self, root_dir: str, images: ImageService, events: EventBus, *,
-                 host: HostInfo | None = None, containers: ContainerCountsFn = _no_containers) -> None:
+                 host: HostInfo | None = None, containers: ContainerCountsFn = _no_containers,
+                 runtimes: Mapping[str, str] | None = None, default_runtime: str = "berth-runtime") -> None:
         self.root_dir = root_dir
+        self.runtimes = dict(runtimes or {"berth-runtime": "berth-runtime"})
+        self.default_runtime = default_runtime
         self.images = images
         self.events = events
         self.host = host or probe_host()
@@ -176,7 +181,8 @@ class SystemService:
             fds = 0
         return SystemInfo(host=self.host, containers=counts, images=len(self.images.list_images()),
                           root_dir=self.root_dir, event_listeners=self.events.subscriber_count,
-                          open_fds=fds, tasks=len(asyncio.all_tasks()))
+                          open_fds=fds, tasks=len(asyncio.all_tasks()), runtimes=self.runtimes,
+                          default_runtime=self.default_runtime)
 
     def image_disk_usage(self) -> ImageDiskUsage:
         """Sizes of the images' layers, counting a layer shared by several images once."""

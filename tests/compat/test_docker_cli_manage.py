@@ -86,3 +86,20 @@ def test_info_counts_system_df_and_ps_status(berthd_with_busybox: Berthd) -> Non
     assert status["df-done"].startswith("Exited (2) ") and status["df-done"].endswith(" ago")
     assert status["df-live"].startswith("Up ")
     d.docker("rm", "-f", "df-done", "df-live")
+
+
+def test_runtime_per_container(berthd_with_busybox: Berthd) -> None:
+    d = berthd_with_busybox
+    runtimes = json.loads(d.docker("info", "--format", "{{json .Runtimes}}").stdout)
+    assert "berth-runtime" in runtimes and "runc" in runtimes
+    assert d.docker("info", "--format", "{{.DefaultRuntime}}").stdout.strip() == "berth-runtime"
+    assert d.docker("run", "--rm", "--runtime", "runc", "busybox", "echo", "from runc").stdout == "from runc\n"
+    d.docker("run", "-d", "--name", "on-runc", "--runtime", "runc", "busybox", "sleep", "1000")
+    assert d.docker("inspect", "-f", "{{.HostConfig.Runtime}}", "on-runc").stdout.strip() == "runc"
+    assert d.docker("exec", "on-runc", "echo", "exec ok").stdout == "exec ok\n"
+    assert "sleep 1000" in d.docker("top", "on-runc").stdout
+    d.docker("pause", "on-runc")
+    d.docker("unpause", "on-runc")
+    d.docker("rm", "-f", "on-runc")
+    bad = d.docker("run", "--rm", "--runtime", "nosuch", "busybox", "true", check=False)
+    assert bad.returncode != 0 and "Unknown runtime specified nosuch" in bad.stderr

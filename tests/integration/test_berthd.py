@@ -7,6 +7,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -136,10 +137,70 @@ def test_bad_config_is_one_clear_line(tmp_path: Path, config: str, message: str)
     assert result.returncode == 1 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-def test_tcp_hosts_are_refused(tmp_path: Path) -> None:
-    result = subprocess.run([BERTHD, "-H", "tcp://0.0.0.0:2375", "--data-root", str(tmp_path / "d")],
-                            capture_output=True, text=True, timeout=30)
-    assert result.returncode == 1 and "only unix:// sockets are supported" in result.stderr
+def test_bad_listen_and_runtime_flags_are_one_clear_line(tmp_path: Path) -> None:
+    for argv, message in ((["-H", "tcp://0.0.0.0:2375"], "needs mutual TLS"),
+                          (["--add-runtime", "nopath"], "expected NAME=PATH"),
+                          (["-H", "tcp://127.0.0.1:nope"], "expected tcp://HOST:PORT"),
+                          (["-H", "tcp://127.0.0.1:2375", "--tlsverify"], "--tlsverify needs --tlscacert")):
+        result = subprocess.run([BERTHD, *argv, "--data-root", str(tmp_path / "d")], capture_output=True,
+                                text=True, timeout=30)
+        assert result.returncode == 1 and message in result.stderr, result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _certificates(tmp: Path) -> dict[str, Path]:
+    """A test CA, a server certificate for 127.0.0.1 and a client certificate (openssl, in ``tmp``)."""
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca-key.pem", "-out", "ca.pem", "-days", "2",
+        "-subj", "/CN=berth test CA")
+    (tmp / "server.ext").write_text("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    (tmp / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for who in ("server", "client"):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{who}-key.pem", "-out", f"{who}.csr",
+            "-subj", f"/CN={who}")
+        run("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial",
+            "-out", f"{who}.pem", "-days", "2", "-extfile", f"{who}.ext")
+    return {name: tmp / f"{name}.pem" for name in ("ca", "server", "server-key", "client", "client-key")}
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make test certificates")
+def test_tcp_on_loopback_and_with_mutual_tls(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    env["DOCKER_CONFIG"] = str(tmp_path / "cfg")
+    plain, secured = _free_port(), _free_port()
+    certs = _certificates(tmp_path)
+    daemon = _start(tmp_path, "-H", f"tcp://127.0.0.1:{plain}")  # loopback: no TLS needed
+    try:
+        _wait_for(tmp_path / "run" / "berth.sock", daemon)
+        version = subprocess.run(["docker", "-H", f"tcp://127.0.0.1:{plain}", "version", "--format",
+                                  "{{.Server.Version}}"], env=env, capture_output=True, text=True, timeout=30)
+        assert version.returncode == 0 and version.stdout.strip(), version.stderr
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(10)
+    tls = ["--tlsverify", "--tlscacert", str(certs["ca"]), "--tlscert", str(certs["server"]),
+           "--tlskey", str(certs["server-key"])]
+    daemon = _start(tmp_path, "-H", f"tcp://127.0.0.1:{secured}", *tls)
+    try:
+        _wait_for(tmp_path / "run" / "berth.sock", daemon)
+        client = ["--tlsverify", "--tlscacert", str(certs["ca"]), "--tlscert", str(certs["client"]),
+                  "--tlskey", str(certs["client-key"])]
+        ok = subprocess.run(["docker", "-H", f"tcp://127.0.0.1:{secured}", *client, "version", "--format",
+                             "{{.Server.Version}}"], env=env, capture_output=True, text=True, timeout=30)
+        assert ok.returncode == 0 and ok.stdout.strip(), ok.stderr
+        no_cert = subprocess.run(["docker", "-H", f"tcp://127.0.0.1:{secured}", "--tlsverify", "--tlscacert",
+                                  str(certs["ca"]), "version"], env=env, capture_output=True, text=True, timeout=30)
+        assert no_cert.returncode != 0
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(10)
 
 
 @pytest.mark.network

@@ -18,7 +18,7 @@ import copy
 import json
 import os
 import signal
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -105,19 +105,24 @@ class ContainerService:
     def __init__(self, root: str, images: ImageService, events: EventBus, *, runtime: str,
                  runtime_root: str, cgroup_parent: str = DEFAULT_CGROUP_PARENT,
                  init_binary: str | None = None, volumes: VolumeService | None = None,
-                 networks: NetworkService | None = None) -> None:
+                 networks: NetworkService | None = None, runtimes: Mapping[str, str] | None = None) -> None:
+        """``runtime`` is the default OCI runtime (a path); ``runtimes`` more, by name (dockerd's
+        ``--add-runtime``), chosen per container with ``HostConfig.Runtime``. Each named runtime keeps its
+        state in its own root beside ``runtime_root``."""
         self.store = ContainerStore(root)
         self.mounts = ContainerMounts(self.store, volumes)
         self.images = images
         self.events = events
         self.runtime = runtime
         self.runtime_root = runtime_root
+        self.default_runtime = os.path.basename(runtime)
+        self.runtimes = {self.default_runtime: runtime, **(runtimes or {})}
         self.cgroup_parent = "/" + cgroup_parent.strip("/")
         self.init_binary = init_binary
         self.networks = networks
         # berth-runtime runs warm: monitors are forked from a fork server and run its verbs in-process.
-        self._fork_server = (IdleForkServer(os.path.join(runtime_root, "forkserver"))
-                             if os.path.basename(runtime) == "berth-runtime" else None)
+        berth = next((path for path in self.runtimes.values() if os.path.basename(path) == "berth-runtime"), None)
+        self._fork_server = IdleForkServer(os.path.join(runtime_root, "forkserver")) if berth else None
         self._lock = asyncio.Lock()
         self._exits: dict[str, asyncio.Event] = {}
         self._watchers: dict[str, asyncio.Future[None]] = {}
@@ -152,6 +157,9 @@ class ContainerService:
         (name in use).
         """
         req: CreateRequest = parse_create_request(body, name)
+        runtime = (body.get("HostConfig") or {}).get("Runtime") if isinstance(body, dict) else None
+        if runtime is not None and (not isinstance(runtime, str) or (runtime and runtime not in self.runtimes)):
+            raise InvalidParameter(f"Unknown runtime specified {runtime}")
         image = self.images.resolve(req.image)
         if image.corrupt:
             raise InvalidParameter(f"image {image.id} is corrupt: {image.corrupt}")
@@ -362,11 +370,12 @@ class ContainerService:
                 await asyncio.sleep(0.02)
         if self.networks is not None:  # namespace, links and ports in place before the runtime creates it
             await self.networks.attach(record.id)
-        fork_server = self._fork_server
+        runtime, runtime_root = self._runtime_of(record)
+        fork_server = self._fork_server if os.path.basename(runtime) == "berth-runtime" else None
         try:
             monitor = await asyncio.to_thread(
-                MonitorHandle.spawn, paths["monitor"], record.id, paths["bundle"], self.runtime,
-                runtime_root=self.runtime_root, tty=request.tty, stdin=request.open_stdin,
+                MonitorHandle.spawn, paths["monitor"], record.id, paths["bundle"], runtime,
+                runtime_root=runtime_root, tty=request.tty, stdin=request.open_stdin,
                 stdin_once=request.stdin_once, fork_server=fork_server.get() if fork_server else None)
         except BaseException:
             if self.networks is not None:
@@ -623,8 +632,18 @@ class ContainerService:
             await exited.wait()
         self.events.emit("container", "stop", record.id, {"name": record.name})
 
-    async def _runtime(self, *args: str) -> None:
-        proc = await asyncio.create_subprocess_exec(self.runtime, "--root", self.runtime_root, *args,
+    def _runtime_of(self, record: ContainerRecord) -> tuple[str, str]:
+        """(runtime path, its state root) of a container: ``HostConfig.Runtime`` or the default."""
+        name = str((record.request.get("HostConfig") or {}).get("Runtime") or self.default_runtime)
+        if name not in self.runtimes:
+            raise Unavailable(f"the runtime {name!r} of container {record.id} is not configured")
+        if name == self.default_runtime:
+            return self.runtimes[name], self.runtime_root
+        return self.runtimes[name], os.path.join(os.path.dirname(self.runtime_root), f"runtime-{name}")
+
+    async def _runtime(self, record: ContainerRecord, *args: str) -> None:
+        runtime, root = self._runtime_of(record)
+        proc = await asyncio.create_subprocess_exec(runtime, "--root", root, *args, record.id,
                                                     stdout=asyncio.subprocess.DEVNULL,
                                                     stderr=asyncio.subprocess.PIPE)
         _, err = await proc.communicate()
@@ -647,7 +666,7 @@ class ContainerService:
             record = self.store.get(ref)
             if record.state.status is not before:
                 raise Conflict(f"Container {record.id} is not {'running' if frozen else 'paused'}")
-            await self._runtime("pause" if frozen else "resume", record.id)
+            await self._runtime(record, "pause" if frozen else "resume")
             record.state.move(after)
             self.store.save(record)
         self.events.emit("container", "pause" if frozen else "unpause", record.id, {"name": record.name})
@@ -732,8 +751,9 @@ class ContainerService:
         record = self.store.get(ref)
         if record.state.status not in (ContainerStatus.RUNNING, ContainerStatus.PAUSED):
             raise Conflict(f"Container {record.id} is not running")
+        runtime, runtime_root = self._runtime_of(record)
         proc = await asyncio.create_subprocess_exec(
-            self.runtime, "--root", self.runtime_root, "ps", "--format", "json", record.id,
+            runtime, "--root", runtime_root, "ps", "--format", "json", record.id,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await proc.communicate()
         if proc.returncode != 0:
@@ -830,7 +850,8 @@ class ContainerService:
         record = self.store.get(instance.container_id)
         if record.state.status is not ContainerStatus.RUNNING:
             raise Conflict(f"Container {record.id} is not running")
-        argv = [self.runtime, "--root", self.runtime_root, "exec"]
+        runtime, runtime_root = self._runtime_of(record)
+        argv = [runtime, "--root", runtime_root, "exec"]
         if instance.user:
             merged = os.path.join(self._paths(record.id)["fs"], "merged")
             uid, gid, _ = resolve_user(merged, instance.user)
