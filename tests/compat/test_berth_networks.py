@@ -176,7 +176,7 @@ def test_published_port_and_berth_port(berthd_with_busybox: Berthd, made: list[s
     d.berth("run", "-d", "--name", rnd, "-P", "--expose", "80", "--expose", "7000-7001/udp", "busybox", "sh", "-c",
             HTTPD.format(rnd))
     lines = d.berth("port", rnd).stdout.splitlines()
-    assert [line.split(" -> ")[0] for line in lines] == ["80/tcp", "7000/udp", "7001/udp"]
+    assert [line.split(" -> ")[0] for line in lines] == ["80/tcp", "80/tcp", "7000/udp", "7001/udp"]  # v4, v6
     host_port = int(d.berth("port", rnd, "80").stdout.strip().rpartition(":")[2])
     with urllib.request.urlopen(f"http://127.0.0.1:{host_port}/", timeout=5) as response:
         assert response.read() == f"hello-{rnd}\n".encode()

@@ -94,11 +94,13 @@ def test_published_port_reachable_when_run_returns(berthd_with_busybox: Berthd, 
              "mkdir -p /www && echo hello-berth > /www/index.html && exec httpd -f -p 80 -h /www")
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
         assert response.read() == b"hello-berth\n"
+    with urllib.request.urlopen(f"http://[::1]:{port}/", timeout=5) as response:  # also on IPv6, as dockerd
+        assert response.read() == b"hello-berth\n"
     ports = _inspect(d, web)["NetworkSettings"]["Ports"]
-    assert ports == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(port)}]}
-    assert d.docker("port", web).stdout.strip() == f"80/tcp -> 0.0.0.0:{port}"
+    assert ports == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(port)}, {"HostIp": "::", "HostPort": str(port)}]}
+    assert d.docker("port", web).stdout.splitlines() == [f"80/tcp -> 0.0.0.0:{port}", f"80/tcp -> [::]:{port}"]
     row = d.docker("ps", "--filter", f"name={web}", "--format", "{{.Ports}}").stdout.strip()
-    assert row == f"0.0.0.0:{port}->80/tcp"
+    assert row == f"0.0.0.0:{port}->80/tcp, [::]:{port}->80/tcp"
     busy = d.docker("run", "-d", "-p", f"{port}:80", "busybox", "true", check=False)
     assert busy.returncode != 0 and "port is already allocated" in busy.stderr
     d.docker("container", "prune", "-f")
@@ -106,6 +108,20 @@ def test_published_port_reachable_when_run_returns(berthd_with_busybox: Berthd, 
     with socket.socket() as s:  # free again after stop (as a server binds it: past TIME_WAIT connections)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("0.0.0.0", port))
+
+
+def test_ipv6_host_address(berthd_with_busybox: Berthd, names: list[str]) -> None:
+    d = berthd_with_busybox
+    web = _name("web6")
+    names.append(web)
+    port = _free_port()
+    d.docker("run", "-d", "--name", web, "-p", f"[::1]:{port}:80", "busybox", "sh", "-c",
+             "mkdir -p /www && echo over-ipv6 > /www/index.html && exec httpd -f -p 80 -h /www")
+    with urllib.request.urlopen(f"http://[::1]:{port}/", timeout=5) as response:
+        assert response.read() == b"over-ipv6\n"
+    assert d.docker("port", web, "80").stdout.strip() == f"[::1]:{port}"
+    udp = d.docker("run", "--rm", "-p", f"[::1]:{_free_port()}:53/udp", "busybox", "true", check=False)
+    assert udp.returncode != 0 and "UDP on the IPv6 address ::1 is not supported" in udp.stderr
 
 
 def test_random_port_and_udp(berthd_with_busybox: Berthd, names: list[str]) -> None:

@@ -95,8 +95,8 @@ class Nat:
     def _port_rule(protocol: str, host_ip: str, host_port: int, address: str, port: int) -> list[str] | None:
         """The DNAT rule of one published port; TCP to loopback is left to the userland proxy (None for a
         loopback-only TCP port)."""
-        if protocol == "tcp" and host_ip.startswith("127."):
-            return None
+        if protocol == "tcp" and (host_ip.startswith("127.") or ":" in host_ip):
+            return None  # the userland proxy serves loopback and IPv6 host addresses
         where = ["-d", host_ip] if host_ip else (["!", "-d", "127.0.0.0/8"] if protocol == "tcp" else [])
         return ["-p", protocol, *where, "--dport", str(host_port), "-j", "DNAT",
                 "--to-destination", f"{address}:{port}"]

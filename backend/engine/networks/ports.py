@@ -6,8 +6,10 @@ exists: another process cannot take the port, and a clash is reported as dockerd
 host's addresses goes through kernel DNAT (``nat.py``); TCP to loopback reaches the reserving socket, which
 listens and proxies (:class:`LoopbackProxy`): it accepts at once and connects to the container, retrying
 while the container's server is not listening yet, so a client connecting the moment ``start`` returns is
-served. UDP to loopback is DNAT'd (``route_localnet``). A random host port is the one the kernel gives a
-socket bound to port 0 (or the first free one of a host port range).
+served. An IPv6 host address (``-p [::1]:8080:80``) is served the same way, by the proxy, for TCP; and a
+TCP port published on every address is also published on ``[::]`` (as dockerd's docker-proxy does), when
+the host has IPv6. UDP to loopback is DNAT'd (``route_localnet``); UDP on IPv6 is refused. A random host
+port is the one the kernel gives a socket bound to port 0 (or the first free one of a host port range).
 """
 
 from __future__ import annotations
@@ -77,6 +79,8 @@ def reserve(host_ip: str, start: int, end: int, protocol: str) -> tuple[socket.s
     address = host_ip or "0.0.0.0"
     for port in range(start, end + 1):
         sock = socket.socket(family, kind)
+        if family == socket.AF_INET6:  # [::] must not also take the IPv4 port (reserved on its own)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         if kind == socket.SOCK_STREAM:  # a restart may rebind while old proxied connections are in TIME_WAIT
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from backend.engine.errors import Conflict, Forbidden, InvalidParameter, NotFound
+from backend.engine.errors import Conflict, Forbidden, InvalidParameter, NotFound, Unavailable
 from backend.engine.events import EventBus
 from backend.engine.networks import etc_files, ipam, links, netns
 from backend.engine.networks.dns import DnsServer
@@ -488,10 +488,18 @@ class NetworkService:
         for spec in specs:
             if spec.protocol == "sctp":
                 raise InvalidParameter("sctp ports are not supported yet")
+            if spec.protocol == "udp" and ":" in spec.host_ip:
+                raise InvalidParameter(f"UDP on the IPv6 address {spec.host_ip} is not supported yet")
             sock, port = reserve(spec.host_ip, spec.host_start, spec.host_end, spec.protocol)
             mapping = PortMapping(spec.container_port, spec.protocol, spec.host_ip, port)
             net.ports.append(mapping)
             await self._hold(cid, sock, mapping, address)
+            if spec.protocol == "tcp" and not spec.host_ip and socket.has_ipv6:
+                with contextlib.suppress(OSError, Unavailable):  # a host without IPv6 keeps the IPv4 port only
+                    sock6, _ = reserve("::", port, port, "tcp")
+                    mapping6 = PortMapping(spec.container_port, "tcp", "::", port)
+                    net.ports.append(mapping6)
+                    await self._hold(cid, sock6, mapping6, address)
         await asyncio.to_thread(self.nat.add_ports, _rules(net, address))
 
     async def _hold(self, cid: str, sock: socket.socket, mapping: PortMapping, address: str) -> None:
