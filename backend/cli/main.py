@@ -31,6 +31,7 @@ _VERBS: dict[str, str] = {
     **dict.fromkeys(("build", "builder_prune"), "build"),
     **dict.fromkeys(("volume_create", "volume_ls", "volume_inspect", "volume_rm", "volume_prune"), "volumes"),
     **dict.fromkeys((f"network_{v}" for v in _NETWORK_VERBS), "networks"),
+    "compose": "compose",
 }
 _GROUPS: dict[str, dict[str, str]] = {
     "container": {**{v: v for v in ("run", "create", "start", "stop", "restart", "kill", "pause", "unpause", "rm",
