@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.api import ports
+from backend.api.units import go_duration_seconds
 from backend.cli.context import ArgumentParser, UsageError
 
 _RAM = re.compile(r"^(\d+(?:\.\d+)?) ?([kKmMgGtTpP])?[iI]?[bB]?$")
@@ -188,6 +189,40 @@ def parse_tmpfs(values: Sequence[str]) -> dict[str, str]:
     return tmpfs
 
 
+def parse_go_duration(text: str, flag: str) -> int:
+    """A Go duration flag value (``5s``, ``1m30s``, ``0``, ``-1s``) in nanoseconds. Raises UsageError."""
+    magnitude = text[1:] if text[:1] in "+-" and text[1:] else text
+    seconds = 0.0 if magnitude == "0" else go_duration_seconds(magnitude)
+    if seconds is None:
+        raise UsageError(f'invalid argument "{text}" for "{flag}" flag: time: invalid duration "{text}"')
+    return round(seconds * 1e9) * (-1 if text.startswith("-") else 1)
+
+
+HEALTH_DURATIONS = {"Interval": "--health-interval", "Timeout": "--health-timeout",
+                    "StartPeriod": "--health-start-period"}
+
+
+def parse_healthcheck(args: argparse.Namespace) -> dict[str, Any] | None:
+    """``--health-*`` and ``--no-healthcheck`` -> ``Healthcheck`` (None without them), as the docker CLI
+    builds it. Raises UsageError with its messages."""
+    durations = {key: parse_go_duration(getattr(args, flag[2:].replace("-", "_")), flag)
+                 for key, flag in HEALTH_DURATIONS.items()}
+    wanted = bool(args.health_cmd or args.health_retries or any(durations.values()))
+    if args.no_healthcheck:
+        if wanted:
+            raise UsageError("--no-healthcheck conflicts with --health-* options")
+        return {"Test": ["NONE"]}
+    if not wanted:
+        return None
+    for key, flag in HEALTH_DURATIONS.items():
+        if durations[key] < 0:
+            raise UsageError(f"{flag} cannot be negative")
+    if args.health_retries < 0:
+        raise UsageError("--health-retries cannot be negative")
+    return {"Test": ["CMD-SHELL", args.health_cmd] if args.health_cmd else None, **durations,
+            "Retries": args.health_retries}
+
+
 def _endpoints(network: str, aliases: Sequence[str], ip: str) -> dict[str, Any]:
     """``EndpointsConfig`` for ``--network`` with ``--network-alias`` and ``--ip`` (empty without them)."""
     if not aliases and not ip:
@@ -246,6 +281,13 @@ def add_container_flags(parser: ArgumentParser) -> None:
     add("--dns-search", action="append", default=[], help="Set custom DNS search domains")
     add("--dns-option", "--dns-opt", action="append", default=[], help="Set DNS options")
     add("--cgroup-parent", default="", help="Optional parent cgroup for the container")
+    add("--health-cmd", default="", help="Command to run to check health")
+    add("--health-interval", default="0", help="Time between running the check (ms|s|m|h) (default 0s)")
+    add("--health-timeout", default="0", help="Maximum time to allow one check to run (ms|s|m|h) (default 0s)")
+    add("--health-start-period", default="0",
+        help="Start period for the container to initialize before starting health-retries countdown (ms|s|m|h)")
+    add("--health-retries", type=int, default=0, help="Consecutive failures needed to report unhealthy")
+    add("--no-healthcheck", action="store_true", help="Disable any container-specified HEALTHCHECK")
     add("image", help="The image to run")
     add("command", nargs=argparse.REMAINDER, help="The command and its arguments")
 
@@ -292,4 +334,7 @@ def build_create_body(args: argparse.Namespace, environ: Mapping[str, str] | Non
         body["StopSignal"] = args.stop_signal
     if args.stop_timeout is not None:
         body["StopTimeout"] = args.stop_timeout
+    healthcheck = parse_healthcheck(args)
+    if healthcheck is not None:
+        body["Healthcheck"] = healthcheck
     return body

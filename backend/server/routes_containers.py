@@ -24,6 +24,8 @@ from backend.server.params import parse_filters, parse_time_filter_ns, query_boo
 from backend.server.streams import MULTIPLEXED_STREAM, RAW_STREAM, frame, hijack
 from backend.server.versioning import add_route
 
+HEALTH_FILTER_VALUES = ("starting", "healthy", "unhealthy", "none")
+
 SERVICE: web.AppKey[ContainerService] = web.AppKey("containers", ContainerService)
 
 
@@ -61,9 +63,12 @@ async def create(request: web.Request) -> web.Response:
 
 async def list_containers(request: web.Request) -> web.Response:
     filters = parse_filters(request.query.get("filters"))
-    unknown = set(filters) - {"status", "name", "id", "label"}
+    unknown = set(filters) - {"status", "name", "id", "label", "health"}
     if unknown:
         raise InvalidParameter(f"invalid filter '{sorted(unknown)[0]}'")
+    for value in filters.get("health", []):
+        if value not in HEALTH_FILTER_VALUES:
+            raise InvalidParameter(f"Unrecognised filter value for health: {value}")
     rows = []
     for record in _service(request).list_containers(query_bool(request, "all")):
         if "status" in filters and record.state.status.value not in filters["status"]:
@@ -73,6 +78,8 @@ async def list_containers(request: web.Request) -> web.Response:
         if "id" in filters and not any(record.id.startswith(i) for i in filters["id"]):
             continue
         if "label" in filters and not all(record.has_label(want) for want in filters["label"]):
+            continue
+        if "health" in filters and record.state.health_status() not in filters["health"]:
             continue
         rows.append(summary_json(record, _service(request)))
     limit = query_int(request, "limit", -1)

@@ -197,6 +197,30 @@ def parse_networking(body: Mapping[str, Any], host: Mapping[str, Any], exposed: 
         exposed=exposed, publish_all=bool(host.get("PublishAllPorts")))
 
 
+HEALTH_TESTS = ("NONE", "CMD", "CMD-SHELL")
+MIN_HEALTH_DURATION = 1_000_000
+"""dockerd's ``MinimumDuration`` for health check durations (1ms, in nanoseconds)."""
+
+
+def validate_healthcheck(raw: object) -> None:
+    """A ``Healthcheck``: ``Test`` empty (the image's), ``["NONE"]``, ``["CMD", cmd, ...]`` or ``["CMD-SHELL",
+    text]``; durations 0 or at least 1ms, retries not negative. Raises InvalidParameter (Docker's messages)."""
+    if raw is None:
+        return
+    if not isinstance(raw, dict):
+        raise InvalidParameter("Healthcheck: expected an object")
+    test = _strings(raw, "Test", "Healthcheck.") or []
+    if test and (test[0] not in HEALTH_TESTS or (test[0] == "NONE") != (len(test) == 1)):
+        raise InvalidParameter(f"Healthcheck.Test: expected [\"NONE\"], [\"CMD\", command...] or "
+                               f"[\"CMD-SHELL\", command], not {test!r}")
+    for key in ("Interval", "Timeout", "StartPeriod", "StartInterval"):
+        value = _get(raw, key, int, "Healthcheck.")
+        if value and value < MIN_HEALTH_DURATION:
+            raise InvalidParameter(f"{key} in Healthcheck cannot be less than 1ms")
+    if (_get(raw, "Retries", int, "Healthcheck.") or 0) < 0:
+        raise InvalidParameter("Retries in Healthcheck cannot be negative")
+
+
 def parse_create_request(body: object, name: str | None = None) -> CreateRequest:
     """Validate a create body (``Config`` fields at the top level and ``HostConfig``). Raises InvalidParameter."""
     if not isinstance(body, dict):
@@ -247,6 +271,7 @@ def parse_create_request(body: object, name: str | None = None) -> CreateRequest
     volumes = body.get("Volumes") or {}
     if not isinstance(volumes, dict):
         raise InvalidParameter("Volumes: expected an object")
+    validate_healthcheck(body.get("Healthcheck"))
     stop_timeout = body.get("StopTimeout")
     if stop_timeout is not None and (not isinstance(stop_timeout, int) or isinstance(stop_timeout, bool)):
         raise InvalidParameter("StopTimeout: expected an integer")

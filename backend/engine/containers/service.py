@@ -24,6 +24,7 @@ from typing import Any
 
 from backend.engine.containers.console import Console, ConsoleSocket
 from backend.engine.containers.create_request import CreateRequest, parse_create_request, validate_signal
+from backend.engine.containers.health import HealthChecks, ProbeTarget, health_config
 from backend.engine.containers.mounts import ContainerMounts
 from backend.engine.containers.oci_spec import build_oci_spec, default_init_binary, effective_config, resolve_user
 from backend.engine.containers.restart import (
@@ -32,7 +33,7 @@ from backend.engine.containers.restart import (
     restarts_on_exit,
     seconds_between,
 )
-from backend.engine.containers.state import ZERO_TIME, ContainerStatus, now
+from backend.engine.containers.state import ZERO_TIME, ContainerStatus, Health, HealthStatus, now
 from backend.engine.containers.stats import sample, stats_document
 from backend.engine.containers.store import ContainerRecord, ContainerStore, new_id
 from backend.engine.errors import Conflict, InvalidParameter, NotFound, Unavailable
@@ -129,6 +130,7 @@ class ContainerService:
         self._execs: dict[str, ExecInstance] = {}
         self._restarts: dict[str, asyncio.Future[None]] = {}
         self._background: set[asyncio.Future[None]] = set()
+        self._health = HealthChecks()
         self._closing = False
 
     def recover(self) -> None:
@@ -412,8 +414,38 @@ class ContainerService:
         monitor = await self._prepared(record)
         status = await monitor.start()
         record.state.started(status.pid)
+        self._check_health(record, fresh=True)
         self.store.save(record)
         self._watch(record, monitor)
+
+    def _check_health(self, record: ContainerRecord, *, fresh: bool) -> None:
+        """Run the probe loop of a container with a health check (see ``health``). ``fresh`` (a start): its
+        Health starts again as ``starting`` with no failing streak, keeping the log, as dockerd's does. The
+        caller saves the record."""
+        config = health_config(record.request, self._image_config(record))
+        if config is None:
+            return
+        if fresh or record.state.health is None:
+            record.state.health = Health(log=record.state.health.log if record.state.health else [])
+        health = record.state.health
+        runtime, runtime_root = self._runtime_of(record)
+        pid_file = os.path.join(self._paths(record.id)["base"], "health.pid")
+        target = ProbeTarget(runtime, runtime_root, record.id, pid_file)
+
+        def recorded(changed: bool) -> None:
+            self.store.save(record)
+            if changed:
+                self.events.emit("container", f"health_status: {health.status.value}", record.id,
+                                 {"name": record.name, "image": record.image})
+
+        self._health.run(record.id, config, health, record.state.started_at, target, recorded)
+
+    def _stop_health(self, record: ContainerRecord) -> None:
+        """No more probes (it stopped or paused); its health reads ``unhealthy`` until a probe passes, as
+        dockerd's does. The caller saves the record."""
+        self._health.stop(record.id)
+        if record.state.health is not None:
+            record.state.health.status = HealthStatus.UNHEALTHY
 
     def _watch(self, record: ContainerRecord, monitor: MonitorHandle) -> None:
         """Record the exit when it comes. A ``wait`` registered before this start (``docker run`` asks
@@ -429,6 +461,7 @@ class ContainerService:
             status = await monitor.wait()
         except Exception as exc:  # the monitor died without recording: say so, do not guess a code
             async with self._lock:
+                self._stop_health(record)
                 record.state.error = f"monitor lost: {exc}"
                 record.state.exited(-1)
                 self.store.save(record)
@@ -438,6 +471,7 @@ class ContainerService:
             return
         async with self._lock:
             if record.state.status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED):
+                self._stop_health(record)
                 record.state.exited(status.exit_code or 0, status.oom_killed, status.finished_at)
                 self.store.save(record)
         if self.networks is not None:  # released before stop returns: its ports are free then
@@ -521,6 +555,7 @@ class ContainerService:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._health.close()
         if self._fork_server is not None:
             await asyncio.to_thread(self._fork_server.close)
 
@@ -545,6 +580,8 @@ class ContainerService:
                 monitor = self._monitor(record)
                 if monitor is not None:
                     self._watch(record, monitor)
+                    if status is ContainerStatus.RUNNING:
+                        self._check_health(record, fresh=False)
                 else:
                     record.state.error = "the container's monitor is gone"
                     record.state.exited(-1)
@@ -668,6 +705,10 @@ class ContainerService:
                 raise Conflict(f"Container {record.id} is not {'running' if frozen else 'paused'}")
             await self._runtime(record, "pause" if frozen else "resume")
             record.state.move(after)
+            if frozen:
+                self._stop_health(record)
+            else:
+                self._check_health(record, fresh=False)
             self.store.save(record)
         self.events.emit("container", "pause" if frozen else "unpause", record.id, {"name": record.name})
 
