@@ -17,7 +17,8 @@ import pytest
 from tests.fixtures.rootfs import DEFAULT_BUSYBOX, build_busybox_rootfs, default_cache_dir
 
 # Shared fixtures: a local registry (with and without auth) and locally built test images.
-pytest_plugins = ["tests.fixtures.registry", "tests.fixtures.images", "tests.fixtures.dockerd", "tests.fixtures.berthd"]
+pytest_plugins = ["tests.fixtures.registry", "tests.fixtures.images", "tests.fixtures.dockerd", "tests.fixtures.berthd",
+                  "tests.fixtures.debian_images"]
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
