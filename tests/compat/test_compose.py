@@ -8,7 +8,9 @@ import asyncio
 import json
 import secrets
 import socket
+import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from backend.compose.model import (
     BuildConfig,
     DependsOn,
     NetworkConfig,
+    PortConfig,
     Project,
     Service,
     ServiceNetwork,
@@ -26,6 +29,7 @@ from backend.compose.model import (
 )
 from backend.compose.project import LABEL_PROJECT, LABEL_SERVICE, Orchestrator, UpOptions
 from tests.fixtures.berthd import Berthd
+from tests.fixtures.dockerd import LocalDockerd
 
 pytestmark = [pytest.mark.root, pytest.mark.network]
 
@@ -89,13 +93,11 @@ def project_dir(tmp_path: Path) -> tuple[Path, str, int]:
 
 def _hand_project(name: str, workdir: Path, port: int) -> Project:
     default = {"default": ServiceNetwork()}
-    from backend.compose.model import PortConfig
-
     return Project(
         name=name, working_dir=str(workdir), config_files=[str(workdir / "compose.yaml")],
         services={
             "web": Service("web", build=BuildConfig(str(workdir / "web")), networks=default,
-                           ports=[PortConfig(80, str(port), "127.0.0.1")],
+                           ports=[PortConfig(80, str(port), "127.0.0.1")] if port else [],
                            depends_on={"db": DependsOn(), "cache": DependsOn()}),
             "db": Service("db", image="busybox", networks=default,
                           command=["sh", "-c", "echo db-up; exec sleep 600"],
@@ -202,3 +204,31 @@ def test_compose_bad_input(berthd_with_busybox: Berthd, tmp_path: Path) -> None:
         assert "Traceback" not in result.stderr and result.stderr.strip().count("\n") == 0, result.stderr
     assert d.berth("compose", "version").stdout.startswith("Berth Compose version")
     assert d.docker("version").returncode == 0
+
+
+def test_orchestrator_against_dockerd(dockerd: LocalDockerd, berthd_with_busybox: Berthd,
+                                      project_dir: tuple[Path, str, int]) -> None:
+    """The same project against the real dockerd (its own network namespace, no bridge: network_mode none)."""
+    workdir, name, _ = project_dir
+    archive = subprocess.run(["docker", "save", "busybox:latest"], env=berthd_with_busybox.env, capture_output=True,
+                             check=True, timeout=60).stdout
+    dockerd.docker("load", input=archive, check=True)
+    project = _hand_project(name, workdir, 0)
+    project = replace(project, networks={}, services={
+        n: replace(s, networks={}, ports=[], network_mode="none") for n, s in project.services.items()})
+
+    async def scenario() -> None:
+        async with EngineClient(dockerd.host) as client:
+            orchestrator = Orchestrator(client, project, lambda line: None)
+            try:
+                await orchestrator.up(UpOptions(scale={"web": 2}), lambda m: None)
+                containers = await orchestrator.containers()
+                assert sorted(c.names[0] for c in containers) == sorted(
+                    f"/{name}-{s}" for s in ("cache-1", "db-1", "web-1", "web-2"))
+                assert all(c.state == "running" for c in containers)
+            finally:
+                await orchestrator.down(volumes=True, rmi="local")
+            assert await client.list_containers(all=True, filters={"label": [f"{LABEL_PROJECT}={name}"]}) == []
+            assert not [v for v in await client.list_volumes() if v.name.startswith(name)]
+
+    asyncio.run(scenario())
