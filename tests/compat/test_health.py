@@ -95,13 +95,13 @@ def test_start_period_then_success_then_failure(berthd_with_busybox: Berthd, nam
 
 def test_a_hanging_probe_is_killed_at_its_timeout(berthd_with_busybox: Berthd, name: str) -> None:
     d = berthd_with_busybox
-    d.docker("run", "-d", "--name", name, "--health-cmd", "exec sleep 1000", *FAST, "--health-timeout", "300ms",
+    d.docker("run", "-d", "--name", name, "--health-cmd", "sleep 1000; echo late", *FAST, "--health-timeout", "300ms",
              "--health-retries", "2", "busybox", "sleep", "60")
     health = _wait_status(d, name, "unhealthy")
     last = health["Log"][-1]
     assert last["ExitCode"] == -1 and last["Output"] == "Health check exceeded timeout (300ms)"
     top = d.docker("top", name).stdout
-    assert top.count("sleep 1000") <= 1  # killed; at most the one under way is left
+    assert top.count("sleep 1000") <= 1  # killed with its shell; at most the one under way is left
 
 
 def test_paused_containers_are_not_probed(berthd_with_busybox: Berthd, name: str) -> None:
@@ -130,6 +130,11 @@ def test_health_survives_a_berthd_restart(berthd_with_busybox: Berthd, name: str
     _until(lambda: _health(d, name)["Log"][-1]["End"] > before["Log"][-1]["End"])  # probed again
     d.docker("restart", "-t", "0", name)
     assert _health(d, name)["Status"] in ("starting", "healthy")
+    d.docker("stop", "-t", "0", name)
+    stopped = _health(d, name)
+    assert stopped["Status"] == "unhealthy"  # as dockerd reports a stopped container's health
+    time.sleep(0.5)
+    assert _health(d, name)["Log"] == stopped["Log"]
 
 
 def test_image_healthcheck_merged_or_disabled(berthd_with_busybox: Berthd, name: str,

@@ -124,14 +124,30 @@ class ProbeTarget:
         return ProbeResult(start, now(), code, output.decode(errors="replace"))
 
     def _kill(self, proc: asyncio.subprocess.Process) -> None:
-        """SIGKILL the probe in the container (the runtime then exits with its status), or the runtime
-        itself when it has not said the probe's pid yet."""
+        """SIGKILL the probe in the container and what it started (the runtime then exits with its status),
+        or the runtime itself when it has not said the probe's pid yet."""
         try:
             with open(self.pid_file) as f:
-                os.kill(int(f.read().strip()), signal.SIGKILL)
+                pids = _process_tree(int(f.read().strip()))
         except (OSError, ValueError):
+            pids = [proc.pid]
+        for pid in pids:
             with contextlib.suppress(ProcessLookupError):
-                proc.kill()
+                os.kill(pid, signal.SIGKILL)
+
+
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and every process below it, from the parent links in /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            with open(f"/proc/{entry}/stat") as f:
+                parent = int(f.read().rpartition(")")[2].split()[1])
+            children.setdefault(parent, []).append(int(entry))
+    tree = [pid]
+    for member in tree:  # grows while walked: breadth first
+        tree += children.get(member, [])
+    return tree
 
 
 async def _read_capped(reader: asyncio.StreamReader, into: bytearray) -> None:
