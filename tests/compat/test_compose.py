@@ -19,6 +19,8 @@ from backend.api.client import EngineClient
 from backend.compose.model import (
     BuildConfig,
     DependsOn,
+    DependsOnCondition,
+    Healthcheck,
     NetworkConfig,
     PortConfig,
     Project,
@@ -98,9 +100,10 @@ def _hand_project(name: str, workdir: Path, port: int) -> Project:
         services={
             "web": Service("web", build=BuildConfig(str(workdir / "web")), networks=default,
                            ports=[PortConfig(80, str(port), "127.0.0.1")] if port else [],
-                           depends_on={"db": DependsOn(), "cache": DependsOn()}),
+                           depends_on={"db": DependsOn(DependsOnCondition.HEALTHY), "cache": DependsOn()}),
             "db": Service("db", image="busybox", networks=default,
                           command=["sh", "-c", "echo db-up; exec sleep 600"],
+                          healthcheck=Healthcheck(["CMD", "true"], interval=0.3),
                           volumes=[ServiceVolume("volume", "/data", "dbdata")]),
             "cache": Service("cache", image="busybox", command=["sleep", "600"], networks=default),
         },
@@ -119,6 +122,7 @@ def test_orchestrator_up_ps_down(berthd_with_busybox: Berthd, project_dir: tuple
             try:
                 started = await orchestrator.up(UpOptions(), lambda m: None)
                 assert started.index(f"{name}-db-1") < started.index(f"{name}-web-1")
+                assert lines.index(f"Container {name}-db-1  Healthy") < lines.index(f"Container {name}-web-1  Created")
                 containers = await orchestrator.containers()
                 assert sorted(c.labels[LABEL_SERVICE] for c in containers) == ["cache", "db", "web"]
                 assert all(c.state == "running" for c in containers)
