@@ -17,7 +17,6 @@ import asyncio
 import hashlib
 import json
 import os
-import re
 import tarfile
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -606,15 +605,6 @@ class Orchestrator:
         suffix = hashlib.sha256(os.urandom(8)).hexdigest()[:12]
         return await self._create(service, body, config_hash(body, image_id, extra), number, extra, oneoff=True,
                                   name=name or f"{self.project.name}-{service_name}-run-{suffix}")
-
-
-_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
-
-
-def health_of(container: ContainerSummary) -> str:
-    """``healthy``, ``unhealthy``, ``starting`` or ``""`` from a ``ps`` row's status."""
-    match = _STATUS.search(container.status)
-    return match.group(1).removeprefix("health: ") if match else ""
 
 
 async def list_projects(client: EngineClient) -> dict[str, list[ContainerSummary]]:
