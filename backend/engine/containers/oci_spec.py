@@ -144,8 +144,9 @@ def effective_config(body: Mapping[str, Any], image_config: Mapping[str, Any], c
     for key in ("ExposedPorts", "Volumes"):
         merged = dict(image.get(key) or {}) | dict(config.get(key) or {})
         config[key] = merged or None
-    if image.get("Healthcheck") and not config.get("Healthcheck"):
-        config["Healthcheck"] = image["Healthcheck"]
+    mine, theirs = config.get("Healthcheck") or {}, image.get("Healthcheck") or {}
+    if mine or theirs:  # field by field: a field the request leaves empty comes from the image
+        config["Healthcheck"] = {key: mine.get(key) or theirs.get(key) for key in {**theirs, **mine}}
     return config
 
 

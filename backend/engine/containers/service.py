@@ -100,6 +100,10 @@ async def _drain(reader: asyncio.StreamReader) -> None:
         pass
 
 
+MAX_EXECS = 1000
+"""Exec instances kept before finished ones are dropped (dockerd keeps them until the container goes)."""
+
+
 class ContainerService:
     """Containers under ``root`` (``<data-root>/containers``)."""
 
@@ -351,6 +355,7 @@ class ContainerService:
                 await self.networks.forget(record.id)
             self.mounts.release(record.id, remove_anonymous=volumes)
             self.store.remove(record.id)
+        self._forget_execs(record.id)
         self.events.emit("container", "destroy", record.id, {"name": record.name, "image": record.image})
 
     # -- running -----------------------------------------------------------------------------------
@@ -866,12 +871,21 @@ class ContainerService:
         user = body.get("User") or ""
         if not isinstance(user, str):
             raise InvalidParameter("User: expected a string")
+        if len(self._execs) >= MAX_EXECS:  # a long-lived container exec'd in a loop: keep the memory bounded
+            self._forget_execs()
         exec_id = new_id()
         self._execs[exec_id] = ExecInstance(
             id=exec_id, container_id=record.id, cmd=list(cmd), env=list(env), user=user, workdir=workdir,
             tty=bool(body.get("Tty")), open_stdin=bool(body.get("AttachStdin")))
         self.events.emit("container", f"exec_create: {' '.join(cmd)}", record.id, {"name": record.name})
         return exec_id
+
+    def _forget_execs(self, container_id: str | None = None) -> None:
+        """Drop finished exec instances: of ``container_id`` (removed), or of every container."""
+        for exec_id, instance in list(self._execs.items()):
+            if (container_id is None or instance.container_id == container_id) and instance.started \
+                    and not instance.running:
+                del self._execs[exec_id]
 
     def exec_get(self, exec_id: str) -> ExecInstance:
         try:
