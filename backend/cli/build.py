@@ -13,48 +13,18 @@ import argparse
 import io
 import os
 import secrets
-import stat
 import sys
 import tarfile
 import tempfile
 from typing import IO, Any
 
-from backend.api.dockerignore import Pattern, PatternError, is_excluded, must_walk_dir, parse_dockerignore
+from backend.api.build_context import add_context, read_dockerignore
+from backend.api.dockerignore import PatternError
 from backend.cli.context import ArgumentParser, Cli, Command, UsageError
 from backend.cli.formatting import human_size
 from backend.cli.images import ProgressView, confirm, file_chunks
 
 _TAR_MAGICS = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
-
-
-def _add(tar: tarfile.TarFile, path: str, arcname: str) -> None:
-    st = os.lstat(path)
-    info = tar.gettarinfo(path, arcname)
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    if stat.S_ISREG(st.st_mode):
-        with open(path, "rb") as f:
-            tar.addfile(info, f)
-    elif stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode):
-        tar.addfile(info)
-
-
-def _walk(tar: tarfile.TarFile, root: str, patterns: list[Pattern], keep: set[str]) -> None:
-    for top, dirs, files in os.walk(root):
-        rel_top = os.path.relpath(top, root)
-        prefix = "" if rel_top == "." else rel_top + "/"
-        for name in sorted(dirs):
-            rel = prefix + name
-            excluded = is_excluded(rel, patterns)
-            if not excluded:
-                _add(tar, os.path.join(top, name), rel)
-            elif not must_walk_dir(rel, patterns):
-                dirs.remove(name)
-        dirs.sort()
-        for name in sorted(files):
-            rel = prefix + name
-            if rel in keep or not is_excluded(rel, patterns):
-                _add(tar, os.path.join(top, name), rel)
 
 
 def context_tar(path: str, dockerfile: str | None, out: IO[bytes]) -> str:
@@ -63,12 +33,8 @@ def context_tar(path: str, dockerfile: str | None, out: IO[bytes]) -> str:
     ``PATH/Dockerfile``. Raises UsageError for a missing context or Dockerfile, a bad pattern."""
     if not os.path.isdir(path):
         raise UsageError(f'unable to prepare context: path "{path}" not found')
-    ignore_path = os.path.join(path, ".dockerignore")
     try:
-        with open(ignore_path, encoding="utf-8", errors="replace") as f:
-            patterns = parse_dockerignore(f.read())
-    except FileNotFoundError:
-        patterns = []
+        patterns = read_dockerignore(path)
     except PatternError as exc:
         raise UsageError(f"error checking context: {exc}") from None
     inline: bytes | None = None
@@ -88,7 +54,7 @@ def context_tar(path: str, dockerfile: str | None, out: IO[bytes]) -> str:
         else:
             name = rel
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        _walk(tar, path, patterns, {name, ".dockerignore"})
+        add_context(tar, path, patterns, {name, ".dockerignore"})
         if inline is not None:
             info = tarfile.TarInfo(name)
             info.size, info.mode = len(inline), 0o600

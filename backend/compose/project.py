@@ -23,8 +23,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from backend.api.build_context import add_context, read_dockerignore
 from backend.api.client import EngineClient
-from backend.api.dockerignore import is_excluded, must_walk_dir, parse_dockerignore
 from backend.api.errors import NotFoundError
 from backend.api.types import ContainerSummary
 from backend.compose.model import ComposeError, DependsOnCondition, Project, Service, ServiceVolume
@@ -196,33 +196,11 @@ def context_tar(context: str, dockerfile: str, out: IO[bytes]) -> None:
     if not os.path.isdir(context):
         raise ComposeError(f"build context {context!r} is not a directory")
     try:
-        with open(os.path.join(context, ".dockerignore"), encoding="utf-8", errors="replace") as f:
-            patterns = parse_dockerignore(f.read())
-    except FileNotFoundError:
-        patterns = []
+        patterns = read_dockerignore(context)
     except ValueError as exc:
         raise ComposeError(f"{context}/.dockerignore: {exc}") from None
-    keep = {dockerfile, ".dockerignore"}
-
-    def owned_by_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        return info
-
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for top, dirs, files in os.walk(context):
-            rel_top = os.path.relpath(top, context)
-            prefix = "" if rel_top == "." else rel_top + "/"
-            for name in sorted(dirs):
-                if is_excluded(prefix + name, patterns):
-                    if not must_walk_dir(prefix + name, patterns):
-                        dirs.remove(name)
-                    continue
-                tar.add(os.path.join(top, name), prefix + name, recursive=False, filter=owned_by_root)
-            dirs.sort()
-            for name in sorted(files):
-                if prefix + name in keep or not is_excluded(prefix + name, patterns):
-                    tar.add(os.path.join(top, name), prefix + name, recursive=False, filter=owned_by_root)
+        add_context(tar, context, patterns, {dockerfile, ".dockerignore"})
 
 
 async def _file_chunks(f: IO[bytes]) -> AsyncIterator[bytes]:
