@@ -20,7 +20,7 @@ from typing import Any
 
 from backend.api.errors import APIError, NotFoundError
 from backend.api.types import ContainerSummary
-from backend.cli.containers import _attached, format_ports, ps_row
+from backend.cli.containers import format_ports, ps_row, run_attached
 from backend.cli.context import ArgumentParser, Cli, Command, CommandError, ExitCode, UsageError, describe
 from backend.cli.formatting import Formatter, go_quote, human_size, short_id, tabwrite
 from backend.cli.images import ProgressView
@@ -523,7 +523,7 @@ async def run(cli: Cli, args: argparse.Namespace) -> None:
         await cli.client.start_container(name)
         cli.print(name)
         return
-    code = await _attached(cli, name, tty=tty, stdin=stdin, stdout=True, stderr=True,
+    code = await run_attached(cli, name, tty=tty, stdin=stdin, stdout=True, stderr=True,
                            condition="removed" if args.rm else "next-exit", start=True, sig_proxy=True)
     if code:
         raise ExitCode(code)

@@ -136,7 +136,7 @@ def _signal_proxy(cli: Cli, cid: str, enabled: bool) -> Iterator[None]:
             loop.remove_signal_handler(sig)
 
 
-async def _attached(cli: Cli, cid: str, *, tty: bool, stdin: bool, stdout: bool, stderr: bool,
+async def run_attached(cli: Cli, cid: str, *, tty: bool, stdin: bool, stdout: bool, stderr: bool,
                     condition: str, start: bool, sig_proxy: bool, detach_keys: str | None = None) -> int:
     """Attach, wait, (start), relay the streams; the container's exit code. Raises APIError; an error
     before the start is a CommandError with exit code 125."""
@@ -179,7 +179,7 @@ async def run(cli: Cli, args: argparse.Namespace) -> None:
     if args.detach:
         cli.print(cid)
         return
-    code = await _attached(cli, cid, tty=args.tty, stdin=body["AttachStdin"], stdout=body["AttachStdout"],
+    code = await run_attached(cli, cid, tty=args.tty, stdin=body["AttachStdin"], stdout=body["AttachStdout"],
                            stderr=body["AttachStderr"], condition="removed" if args.rm else "next-exit",
                            start=True, sig_proxy=args.sig_proxy == "true", detach_keys=args.detach_keys)
     if code:
@@ -203,7 +203,7 @@ async def start(cli: Cli, args: argparse.Namespace) -> None:
     if len(args.containers) > 1:
         raise UsageError("you cannot start and attach multiple containers at once")
     info = await cli.client.inspect_container(args.containers[0])
-    code = await _attached(cli, info.id, tty=info.tty, stdin=args.interactive, stdout=True, stderr=True,
+    code = await run_attached(cli, info.id, tty=info.tty, stdin=args.interactive, stdout=True, stderr=True,
                            condition="next-exit", start=True, sig_proxy=not info.tty, detach_keys=args.detach_keys)
     if code:
         raise ExitCode(code)
@@ -221,7 +221,7 @@ async def attach(cli: Cli, args: argparse.Namespace) -> None:
     if not info.running:
         raise CommandError("berth: You cannot attach to a stopped container, start it first")
     stdin = not args.no_stdin and info.config.get("OpenStdin") is True
-    code = await _attached(cli, info.id, tty=info.tty, stdin=stdin, stdout=True, stderr=True,
+    code = await run_attached(cli, info.id, tty=info.tty, stdin=stdin, stdout=True, stderr=True,
                            condition="next-exit", start=False, sig_proxy=args.sig_proxy == "true" and not info.tty,
                            detach_keys=args.detach_keys)
     if code:
