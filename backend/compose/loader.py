@@ -58,6 +58,11 @@ def key_path(path: tuple[str | int, ...]) -> str:
     return text
 
 
+def where(filename: str, path: tuple[str | int, ...]) -> str:
+    """``compose.yaml: services.web.ports[0]``, the prefix of every error about a value."""
+    return f"{filename}: {key_path(path)}" if path else filename
+
+
 class _ComposeLoader(yaml.SafeLoader):
     def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
         value = super().construct_yaml_int(node)
