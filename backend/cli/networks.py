@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
+from typing import Any
 
 from backend.api.errors import APIError, NotFoundError
 from backend.cli.context import ArgumentParser, Cli, Command, ExitCode, UsageError, describe
-from backend.cli.formatting import Formatter, render_items, short_id
+from backend.cli.formatting import Formatter, short_id
 from backend.cli.images import confirm, parse_filters
+from backend.cli.system import inspect_all
 from backend.cli.volumes import parse_pairs
 
 _HEADERS = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE", "IPv6": "IPV6",
@@ -61,17 +62,10 @@ def _configure_inspect(p: ArgumentParser) -> None:
 
 
 async def inspect(cli: Cli, args: argparse.Namespace) -> None:
-    docs = []
-    failed = False
-    for name in args.names:
-        try:
-            docs.append((await cli.client.inspect_network(name)).raw)
-        except APIError as exc:
-            cli.warn(describe(exc))
-            failed = True
-    cli.write(render_items(args.format, docs) if args.format else json.dumps(docs, indent=4) + "\n")
-    if failed:
-        raise ExitCode(1)
+    async def fetch(name: str) -> dict[str, Any]:
+        return (await cli.client.inspect_network(name)).raw
+
+    await inspect_all(cli, args.names, fetch, args.format)
 
 
 def _configure_rm(p: ArgumentParser) -> None:

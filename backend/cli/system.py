@@ -6,6 +6,7 @@ import argparse
 import json
 import platform
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from backend.api.errors import APIError, NotFoundError
@@ -131,24 +132,32 @@ async def _inspect_one(cli: Cli, name: str, kind: str | None, size: bool) -> dic
         raise CommandError(f"Error: No such {'image' if kind else 'object'}: {name}") from None
 
 
-async def _inspect(cli: Cli, args: argparse.Namespace, kind: str | None) -> None:
+async def inspect_all(cli: Cli, names: Sequence[str], fetch: Callable[[str], Awaitable[dict[str, Any]]],
+                      template: str | None) -> None:
+    """docker's ``inspect`` output for every name: a JSON array, or ``template`` per document; a name that
+    fails is one line on stderr and the exit code 1, after the others are printed."""
     docs = []
     failed = False
-    for name in args.names:
+    for name in names:
         try:
-            docs.append(await _inspect_one(cli, name, kind, getattr(args, "size", False)))
+            docs.append(await fetch(name))
         except CommandError as exc:
             cli.warn(exc.message)
             failed = True
         except APIError as exc:
             cli.warn(describe(exc))
             failed = True
-    if args.format:
-        cli.write(render_items(args.format, docs))
+    if template:
+        cli.write(render_items(template, docs))
     else:
         cli.print(json.dumps(docs, indent=4, ensure_ascii=False))
     if failed:
         raise ExitCode(1)
+
+
+async def _inspect(cli: Cli, args: argparse.Namespace, kind: str | None) -> None:
+    await inspect_all(cli, args.names, lambda name: _inspect_one(cli, name, kind, getattr(args, "size", False)),
+                      args.format)
 
 
 async def inspect(cli: Cli, args: argparse.Namespace) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Iterable
+from typing import Any
 
 from backend.api.errors import APIError
 from backend.cli.context import ArgumentParser, Cli, Command, ExitCode, UsageError, describe
-from backend.cli.formatting import Formatter, human_size, render_items
+from backend.cli.formatting import Formatter, human_size
 from backend.cli.images import confirm, parse_filters
+from backend.cli.system import inspect_all
 
 _HEADERS = {"Driver": "DRIVER", "Name": "VOLUME NAME", "Mountpoint": "MOUNTPOINT", "Labels": "LABELS",
             "Scope": "SCOPE", "CreatedAt": "CREATED AT"}
@@ -64,17 +65,10 @@ def _configure_inspect(p: ArgumentParser) -> None:
 
 
 async def inspect(cli: Cli, args: argparse.Namespace) -> None:
-    docs = []
-    failed = False
-    for name in args.names:
-        try:
-            docs.append((await cli.client.inspect_volume(name)).raw)
-        except APIError as exc:
-            cli.warn(describe(exc))
-            failed = True
-    cli.write(render_items(args.format, docs) if args.format else json.dumps(docs, indent=4) + "\n")
-    if failed:
-        raise ExitCode(1)
+    async def fetch(name: str) -> dict[str, Any]:
+        return (await cli.client.inspect_volume(name)).raw
+
+    await inspect_all(cli, args.names, fetch, args.format)
 
 
 def _configure_rm(p: ArgumentParser) -> None:
