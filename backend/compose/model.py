@@ -316,4 +316,7 @@ def load_project(
 
     Raises ComposeError (one line naming file, service and key) for any unreadable, hostile or invalid input.
     """
-    raise NotImplementedError("compose loading is under way")
+    from backend.compose.validate import load
+
+    return load(files, project_name=project_name, environment=environment, working_dir=working_dir,
+                profiles=profiles)
