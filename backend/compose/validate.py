@@ -456,7 +456,8 @@ class _FileReader:
     def read(self, path: str) -> dict[str, Any]:
         if path in self.cache:
             return self.cache[path]
-        raw: dict[str, Any] = interpolate(read_yaml(path), self.env, (), lambda p, msg: ComposeError(f"{where(path, p)}: {msg}"))
+        raw: dict[str, Any] = interpolate(read_yaml(path), self.env, (),
+                                          lambda p, msg: ComposeError(f"{where(path, p)}: {msg}"))
         _check_keys(raw, _At(path, ()), _TOP_KEYS)
         if "version" in raw:
             self.warnings.append(f"{path}: the attribute `version` is obsolete, it will be ignored")
