@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import os
 import signal
 import sys
@@ -25,6 +24,7 @@ from backend.cli.context import ArgumentParser, Cli, Command, CommandError, Exit
 from backend.cli.formatting import Formatter, go_quote, human_size, short_id, tabwrite
 from backend.cli.images import ProgressView
 from backend.cli.terminal import raw_terminal, relay
+from backend.compose.config import project_yaml, service_names, volume_names
 from backend.compose.model import ComposeError, Project, load_project
 from backend.compose.project import (
     LABEL_CONFIG_FILES,
@@ -532,18 +532,6 @@ async def run(cli: Cli, args: argparse.Namespace) -> None:
 # -- config / version --------------------------------------------------------------------------------
 
 
-def _plain(value: Any) -> Any:
-    """A model value as YAML-ready data, leaving out what is unset (None, empty, False)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        items = {str(k): _plain(v) for k, v in value.items()}
-        return {k: v for k, v in items.items() if v not in (None, False, [], {})}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return str(value) if isinstance(value, os.PathLike) else value
-
-
 def _configure_config(p: ArgumentParser) -> None:
     p.add_argument("--services", action="store_true", help="Print the service names, one per line")
     p.add_argument("--volumes", action="store_true", help="Print the volume names, one per line")
@@ -555,15 +543,10 @@ async def config(cli: Cli, args: argparse.Namespace) -> None:
     if args.quiet:
         return
     if args.services or args.volumes:
-        for name in (project.services if args.services else project.volumes):
+        for name in (service_names(project) if args.services else volume_names(project)):
             cli.print(name)
         return
-    import yaml
-
-    doc = {"name": project.name, "services": {n: {k: v for k, v in _plain(s).items() if k != "name"}
-                                              for n, s in project.services.items()},
-           "networks": _plain(project.networks), "volumes": _plain(project.volumes)}
-    cli.write(yaml.safe_dump({k: v for k, v in doc.items() if v}, sort_keys=False, default_flow_style=False))
+    cli.write(project_yaml(project))
 
 
 async def version(cli: Cli, args: argparse.Namespace) -> None:
@@ -604,7 +587,7 @@ def _configure(p: ArgumentParser) -> None:
     p.add_argument("--profile", action="append", default=[], help="Specify a profile to enable")
     p.add_argument("--env-file", help="Specify an alternate environment file")
     p.add_argument("--project-directory", help="Specify an alternate working directory")
-    commands = p.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=ArgumentParser)
+    commands = p.add_subparsers(dest="subcommand", metavar="COMMAND", required=True, parser_class=ArgumentParser)
     for name, (help_text, configure, _) in _SUBCOMMANDS.items():
         sub = commands.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
         configure(sub)
@@ -612,7 +595,7 @@ def _configure(p: ArgumentParser) -> None:
 
 async def compose(cli: Cli, args: argparse.Namespace) -> None:
     try:
-        await _SUBCOMMANDS[args.command][2](cli, args)
+        await _SUBCOMMANDS[args.subcommand][2](cli, args)
     except APIError as exc:
         raise CommandError(describe(exc)) from None
 

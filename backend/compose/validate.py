@@ -8,7 +8,7 @@ import os
 import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 from backend.api.ports import PortSpecError, parse_expose, parse_port_spec
@@ -558,6 +558,9 @@ def load(files: Sequence[str | os.PathLike[str]], *, project_name: str | None,
     if any(not s.networks and s.network_mode is None for s in services.values()) or any(
             "default" in s.networks for s in services.values()):
         networks.setdefault("default", NetworkConfig(f"{name}_default"))
+    # A service that names no network (and no network_mode) is on the project's default network.
+    services = {n: s if s.networks or s.network_mode is not None else
+                replace(s, networks={"default": ServiceNetwork()}) for n, s in services.items()}
     active = {*profiles, *filter(None, env.get("COMPOSE_PROFILES", "").split(","))}
     enabled = {n: s for n, s in services.items() if not s.profiles or "*" in active or active & set(s.profiles)}
     return Project(name, project_dir, paths, enabled, networks, volumes, env, reader.warnings,
