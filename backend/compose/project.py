@@ -142,9 +142,9 @@ def create_body(project: Project, service: Service, environ: dict[str, str] | No
            if v is not None or k in environ]
     ports: dict[str, list[dict[str, str]]] = {}
     for port in service.ports:
-        bindings = ports.setdefault(f"{port.target}/{port.protocol}", [])
-        if port.published or port.host_ip:
-            bindings.append({"HostIp": port.host_ip, "HostPort": port.published})
+        # "8000" alone publishes on a random host port, as in Compose (``expose`` is for unpublished ports)
+        ports.setdefault(f"{port.target}/{port.protocol}", []).append(
+            {"HostIp": port.host_ip, "HostPort": port.published})
     exposed: dict[str, dict[str, str]] = {key: {} for key in ports}
     exposed.update({(e if "/" in e else f"{e}/tcp"): {} for e in service.expose})
     restart_name, _, retries = (service.restart or "no").partition(":")
@@ -155,7 +155,7 @@ def create_body(project: Project, service: Service, environ: dict[str, str] | No
     networks = sorted(service.networks, key=lambda k: -service.networks[k].priority)
     host_config: dict[str, Any] = {
         "Mounts": [_mount(project, v) for v in service.volumes],
-        "PortBindings": {k: v for k, v in ports.items() if v},
+        "PortBindings": ports,
         "RestartPolicy": {"Name": restart_name, "MaximumRetryCount": int(retries or 0)},
         "NetworkMode": service.network_mode or (project.networks[networks[0]].name if networks else "none"),
         "Init": service.init, "Privileged": service.privileged, "ReadonlyRootfs": service.read_only,
