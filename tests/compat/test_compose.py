@@ -237,3 +237,36 @@ def test_orchestrator_against_dockerd(dockerd: LocalDockerd, berthd_with_busybox
             assert not [v for v in await client.list_volumes() if v.name.startswith(name)]
 
     asyncio.run(scenario())
+
+
+def test_compose_lifecycle_verbs(berthd_with_busybox: Berthd, project_dir: tuple[Path, str, int]) -> None:
+    """stop/start/restart/pause/unpause/kill/rm/top/images/build on a project, each reaching the engine."""
+    workdir, name, _ = project_dir
+    d = berthd_with_busybox
+
+    def states() -> dict[str, str]:
+        rows = d.docker("ps", "-a", "--filter", f"label={LABEL_PROJECT}={name}", "--format",
+                        "{{.Names}} {{.State}}").stdout.splitlines()
+        return dict(row.split(" ", 1) for row in rows)
+
+    try:
+        _compose(d, workdir, name, "build")
+        assert f"{name}-web" in _compose(d, workdir, name, "images").stdout or \
+            f"{name}-web" in d.docker("images", "--format", "{{.Repository}}").stdout
+        _compose(d, workdir, name, "up", "-d")
+        assert "sleep 600" in _compose(d, workdir, name, "top", "cache").stdout
+        _compose(d, workdir, name, "pause", "cache")
+        assert states()[f"{name}-cache-1"] == "paused"
+        _compose(d, workdir, name, "unpause", "cache")
+        _compose(d, workdir, name, "stop", "-t", "1", "cache")
+        assert states()[f"{name}-cache-1"] == "exited"
+        _compose(d, workdir, name, "start", "cache")
+        assert states()[f"{name}-cache-1"] == "running"
+        _compose(d, workdir, name, "restart", "-t", "1", "cache")
+        assert states()[f"{name}-cache-1"] == "running"
+        _compose(d, workdir, name, "kill", "cache")
+        assert states()[f"{name}-cache-1"] == "exited"
+        _compose(d, workdir, name, "rm", "-f", "cache")
+        assert f"{name}-cache-1" not in states()
+    finally:
+        _compose(d, workdir, name, "down", "-v", "--rmi", "local", check=False)
