@@ -1,0 +1,1 @@
+"""Qt item models over plain rows (dataclasses built from backend.api types)."""

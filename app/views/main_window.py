@@ -1,0 +1,166 @@
+"""The main window: sidebar of pages, top bar (search, Pull…), the error banner and the engine status pill.
+
+The banner shows the newest action error, and the engine's state while it is not running (with a Start
+button). The pages are live from the session's events through :class:`app.live.LiveData`.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QMainWindow,
+    QPushButton,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.actions import ActionRunner
+from app.engine_control import EngineCommand
+from app.engine_session import EngineSession, EngineState
+from app.live import LiveData
+from app.models.containers import ContainerRow
+from app.settings import Settings
+from app.views.container_detail import ContainerDetail
+from app.views.containers_page import ContainersPage
+from app.views.engine_page import EnginePage
+from app.views.resource_pages import ImagesPage, NetworksPage, VolumesPage
+from app.views.table_page import TablePage
+from app.widgets.banner import ErrorBanner
+
+STATE_DOTS = {EngineState.RUNNING: "#2e9e44", EngineState.STARTING: "#2f7ed8", EngineState.STOPPED: "#8a8f98",
+              EngineState.ERROR: "#d23c3c"}
+
+
+def _note_page(title: str, text: str) -> QWidget:
+    page = QWidget()
+    layout = QVBoxLayout(page)
+    layout.addWidget(QLabel(f"<b>{title}</b>"))
+    note = QLabel(text)
+    note.setWordWrap(True)
+    layout.addWidget(note)
+    layout.addStretch(1)
+    return page
+
+
+class MainWindow(QMainWindow):
+    """The dashboard. Closing it hides it (the tray stays) and emits ``closed``; ``detail_windows`` are the
+    open detail views."""
+
+    closed = Signal()
+
+    def __init__(self, session: EngineSession, live: LiveData, runner: ActionRunner, settings: Settings) -> None:
+        super().__init__()
+        self.session, self.live, self.runner, self.settings = session, live, runner, settings
+        self.setWindowTitle("Berth")
+        self.resize(1100, 680)
+        client = session.client
+        self.containers_page = ContainersPage(live.containers, client, runner)
+        self.images_page = ImagesPage(live.images, client, runner)
+        self.engine_page = EnginePage(session, runner)
+        self.pages: dict[str, QWidget] = {
+            "Containers": self.containers_page,
+            "Images": self.images_page,
+            "Volumes": VolumesPage(live.volumes, client, runner),
+            "Networks": NetworksPage(live.networks, client, runner),
+            "Builds": _note_page("Builds", "Build images with: berth build -t NAME FOLDER. Build history will "
+                                           "show here."),
+            "Engine": self.engine_page,
+            "Settings": _note_page("Settings", f"Notifications: {'on' if settings.notifications else 'off'}. "
+                                               f"Engine address: {client.address}"),
+            "Troubleshoot": _note_page("Troubleshoot", "If the engine is not running, start it from the Engine "
+                                                       "page or with: sudo systemctl start berthd"),
+        }
+        self.sidebar = QListWidget()
+        self.sidebar.setFixedWidth(170)
+        self.stack = QStackedWidget()
+        for number, (name, page) in enumerate(self.pages.items(), start=1):
+            self.sidebar.addItem(name)
+            self.stack.addWidget(page)
+            QShortcut(QKeySequence(f"Ctrl+{number}"), self, lambda n=number: self.show_page(n - 1))
+        self.sidebar.currentRowChanged.connect(self.stack.setCurrentIndex)
+        self.pill = QPushButton()
+        self.pill.setFlat(True)
+        self.pill.setToolTip("The engine's state; click for the Engine page")
+        self.pill.clicked.connect(lambda: self.show_page(list(self.pages).index("Engine")))
+        side = QVBoxLayout()
+        side.addWidget(QLabel("<b>Berth</b>"))
+        side.addWidget(self.sidebar, 1)
+        side.addWidget(self.pill)
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search the current page…  Ctrl+K")
+        self.search.setClearButtonEnabled(True)
+        self.search.textChanged.connect(self._search)
+        QShortcut(QKeySequence("Ctrl+K"), self, self.search.setFocus)
+        QShortcut(QKeySequence("F5"), self, live.reload_all)
+        QShortcut(QKeySequence(QKeySequence.StandardKey.Delete), self, self.containers_page.delete_selected)
+        pull = QPushButton("Pull…")
+        pull.setToolTip("Pull an image")
+        pull.clicked.connect(self.images_page.show_pull)
+        top = QHBoxLayout()
+        top.addWidget(self.search, 1)
+        top.addWidget(pull)
+        self.banner = ErrorBanner()
+        content = QVBoxLayout()
+        content.addLayout(top)
+        content.addWidget(self.banner)
+        content.addWidget(self.stack, 1)
+        root = QHBoxLayout()
+        root.addLayout(side)
+        root.addLayout(content, 1)
+        central = QWidget()
+        central.setLayout(root)
+        self.setCentralWidget(central)
+        self.detail_windows: dict[str, ContainerDetail] = {}
+        self.containers_page.open_detail.connect(self.open_detail)
+        runner.failed.connect(self.banner.show_message)
+        session.state_changed.connect(self._engine_state)
+        self._engine_state(session.state, session.message)
+        if settings.geometry is not None:
+            self.restoreGeometry(settings.geometry)
+        self.show_page(settings.page)
+
+    def show_page(self, number: int) -> None:
+        """Switch to page ``number`` (0-based, in sidebar order)."""
+        if 0 <= number < len(self.pages):
+            self.sidebar.setCurrentRow(number)
+
+    def open_detail(self, row: ContainerRow) -> ContainerDetail:
+        """Open (or raise) the detail window of ``row``; the log follows while it is open."""
+        window = self.detail_windows.get(row.id)
+        if window is None:
+            window = ContainerDetail(self.session.client, row)
+            self.detail_windows[row.id] = window
+            window.destroyed.connect(lambda: self.detail_windows.pop(row.id, None))
+        window.show()
+        window.raise_()
+        return window
+
+    def _search(self, text: str) -> None:
+        page = self.stack.currentWidget()
+        if isinstance(page, TablePage):
+            page.filter.setText(text)
+
+    def _engine_state(self, state: EngineState, message: str) -> None:
+        self.pill.setText(f"● {state.value.capitalize()}")
+        self.pill.setStyleSheet(f"color: {STATE_DOTS[state]}; text-align: left;")
+        if state in (EngineState.STOPPED, EngineState.ERROR):
+            self.banner.show_message(message, "Start engine", lambda: self.engine_page.control(EngineCommand.START))
+        elif state is EngineState.RUNNING and self.banner.text == self._last_engine_message:
+            self.banner.clear()
+        self._last_engine_message = message if state is not EngineState.RUNNING else ""
+
+    _last_engine_message = ""
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.settings.geometry = self.saveGeometry()
+        self.settings.page = self.sidebar.currentRow()
+        for window in list(self.detail_windows.values()):
+            window.close()
+        super().closeEvent(event)
+        self.closed.emit()

@@ -1,0 +1,1 @@
+"""Reusable widgets: the error banner, the log view, the terminal."""
