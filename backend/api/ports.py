@@ -82,6 +82,8 @@ def parse_port_spec(raw: str) -> list[PortSpec]:
     except ValueError as exc:
         raise PortSpecError(f"invalid containerPort: {container}") from exc
     host_start = host_end = 0
+    if host_port == "0":  # "ip:0:80": a random host port, as with no host port
+        host_port = ""
     if host_port:
         try:
             host_start, host_end = parse_range(host_port)

@@ -327,3 +327,12 @@ def test_crash_recovery_and_cleanup(busybox_image: LayoutImage, registry: LocalR
     finally:
         d.cleanup()
 
+
+
+def test_host_port_zero_is_a_random_port(berthd_with_busybox: Berthd, names: list[str]) -> None:
+    d = berthd_with_busybox
+    web = _name("zero")
+    names.append(web)
+    d.docker("run", "-d", "--name", web, "-p", "127.0.0.1:0:80", "busybox", "sleep", "300")
+    port = int(d.docker("port", web, "80").stdout.strip().rpartition(":")[2])
+    assert port > 0

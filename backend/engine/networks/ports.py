@@ -56,7 +56,7 @@ def parse_bindings(bindings: dict[str, list[dict[str, str]]], exposed: list[str]
             try:
                 if host_ip:
                     ipaddress.ip_address(host_ip)
-                start, end = parse_range(host_port) if host_port else (0, 0)
+                start, end = parse_range(host_port) if host_port not in ("", "0") else (0, 0)
             except ValueError as exc:
                 raise InvalidParameter(f'invalid port specification: "{host_port or host_ip}"') from exc
             specs.append(PortSpec(host_ip, start, end, container_port, proto))
