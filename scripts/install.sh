@@ -5,7 +5,11 @@ set -euo pipefail
 src="$(cd "$(dirname "$0")/.." && pwd)"
 prefix=${BERTH_PREFIX:-/opt/berth}
 
-debs=(python3 python3-venv python3-pip libseccomp2 iproute2 iptables procps util-linux tini)
+debs=(python3 python3-venv python3-pip libseccomp2 iproute2 iptables procps util-linux tini
+      # the desktop app (PySide6's Qt takes these from the system)
+      libgl1 libegl1 libfontconfig1 libfreetype6 libxkbcommon0 libxkbcommon-x11-0 libdbus-1-3 libx11-xcb1
+      libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-randr0 libxcb-render-util0 libxcb-shape0
+      libxcb-xinerama0 libxcb-xkb1)
 missing=()
 for d in "${debs[@]}"; do dpkg -s "$d" >/dev/null 2>&1 || missing+=("$d"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -17,9 +21,12 @@ fi
 [ -x "$prefix/bin/python" ] || python3 -m venv "$prefix"
 "$prefix/bin/python" -m pip install -q --upgrade pip
 "$prefix/bin/python" -m pip install -q "$src"
-for cmd in berthd berth berth-runtime; do
+for cmd in berthd berth berth-runtime berth-desktop; do
   ln -sf "$prefix/bin/$cmd" "/usr/local/bin/$cmd"
 done
+# The socket's group: its members use Berth without sudo (the desktop app runs as the user).
+getent group berth >/dev/null || groupadd --system berth
+if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then usermod -aG berth "$SUDO_USER"; fi
 # A systemd unit for machines that run systemd (enable it with: systemctl enable --now berthd).
 if [ -d /run/systemd/system ]; then
   install -m 0644 "$src/packaging/systemd/berthd.service" /etc/systemd/system/berthd.service
