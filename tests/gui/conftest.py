@@ -26,10 +26,14 @@ def qloop(qapp: QApplication) -> Iterator[asyncio.AbstractEventLoop]:
     qapp.setQuitOnLastWindowClosed(False)  # closing a test window must not quit the application
     loop = qasync.QEventLoop(qapp, already_running=True)
     asyncio.set_event_loop(loop)
-    yield loop
-    loop.stop()
-    loop._after_run_forever()  # no longer the running loop: later teardowns use asyncio as usual
-    asyncio.set_event_loop(None)
+    try:
+        yield loop
+    finally:
+        loop.stop()
+        loop._after_run_forever()
+        # No longer the running loop (whatever qasync left): later tests call asyncio.run() as usual.
+        asyncio.events._set_running_loop(None)
+        asyncio.set_event_loop(None)
 
 
 def run_async(qtbot: Any, coro: Coroutine[Any, Any, object], timeout: float = 60) -> Any:
