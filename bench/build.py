@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -26,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.run import IMAGE, _image_tar  # noqa: E402
+from bench.run import IMAGE, _image_tar, running_berthd  # noqa: E402
 from tests.fixtures.dockerd import LocalDockerd  # noqa: E402
 
 DOCKERFILE = f"""\
@@ -82,29 +81,15 @@ def main(argv: list[str] | None = None) -> int:
     context = _context(work)
     tar = _image_tar(work)
     results: dict[str, tuple[list[float], list[float]]] = {}
-    berthd = subprocess.Popen([str(Path(sys.executable).parent / "berthd"), "-H", f"unix://{work}/berth.sock",
-                               "--data-root", str(work / "data"), "--exec-root", str(work / "run"),
-                               "--cgroup-parent", "berth-bench-build"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 20
-        while not (work / "berth.sock").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
-        (work / "cfg").mkdir()
-        env.update(DOCKER_HOST=f"unix://{work}/berth.sock", DOCKER_CONFIG=str(work / "cfg"), DOCKER_BUILDKIT="0")
+    with running_berthd(work, "berth-bench-build") as env:
+        env["DOCKER_BUILDKIT"] = "0"
         subprocess.run([docker, "load", "-q", "-i", str(tar)], env=env, check=True, capture_output=True)
         results["berthd"] = _measure(docker, env, context, args.n)
-    finally:
-        berthd.send_signal(signal.SIGTERM)
-        berthd.wait(20)
     with LocalDockerd() as dockerd:
         dockerd.docker("load", "-q", "-i", str(tar))
         results["dockerd (classic builder)"] = _measure(docker, dockerd.env | {"DOCKER_BUILDKIT": "0"}, context,
                                                         args.n)
     shutil.rmtree(work, ignore_errors=True)
-    for parent in Path("/sys/fs/cgroup").glob("*/berth-bench-build"):
-        parent.rmdir()
     base_cold, base_cached = (statistics.median(s) for s in results["dockerd (classic builder)"])
     print(f"docker build of a 10-step Dockerfile, {args.n} runs each (seconds, median)")
     for name, (cold, cached) in results.items():

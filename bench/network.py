@@ -27,7 +27,6 @@ import contextlib
 import http.client
 import os
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -44,7 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.run import IMAGE, _image_tar  # noqa: E402
+from bench.run import IMAGE, _image_tar, running_berthd  # noqa: E402
 from tests.fixtures.dockerd import LocalDockerd, entered_netns  # noqa: E402
 
 CHUNK = b"\0" * (1 << 20)
@@ -178,24 +177,8 @@ def _samples(scenario: Scenario, engines: list[Engine], n: int, mb: int) -> dict
 @contextlib.contextmanager
 def _berthd(work: Path) -> Iterator[Engine]:
     """berthd on a temp data root and socket in ``work``; stopped (and its cgroup parent removed) afterwards."""
-    daemon = subprocess.Popen([str(Path(sys.executable).parent / "berthd"), "-H", f"unix://{work}/berth.sock",
-                               "--data-root", str(work / "data"), "--exec-root", str(work / "run"),
-                               "--cgroup-parent", "berth-bench-net"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 20
-        while not (work / "berth.sock").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
-        (work / "cfg").mkdir()
-        env.update(DOCKER_HOST=f"unix://{work}/berth.sock", DOCKER_CONFIG=str(work / "cfg"))
+    with running_berthd(work, "berth-bench-net") as env:
         yield Engine("berthd", env)
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(20)
-        for parent in Path("/sys/fs/cgroup").glob("*/berth-bench-net"):
-            with contextlib.suppress(OSError):
-                parent.rmdir()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ medians and the ratio berthd/dockerd; never fails on timing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,6 +52,30 @@ def _image_tar(work: Path) -> Path:
     return tar
 
 
+@contextlib.contextmanager
+def running_berthd(work: Path, name: str) -> Iterator[dict[str, str]]:
+    """berthd on a temp data root and socket in ``work`` (cgroup parent ``name``); yields the docker CLI's
+    environment for it. Stopped, and its cgroup parent removed, afterwards."""
+    daemon = subprocess.Popen([str(Path(sys.executable).parent / "berthd"), "-H", f"unix://{work}/berth.sock",
+                               "--data-root", str(work / "data"), "--exec-root", str(work / "run"),
+                               "--cgroup-parent", name],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not (work / "berth.sock").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+        (work / "cfg").mkdir(exist_ok=True)
+        env.update(DOCKER_HOST=f"unix://{work}/berth.sock", DOCKER_CONFIG=str(work / "cfg"))
+        yield env
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(20)
+        for parent in Path("/sys/fs/cgroup").glob(f"*/{name}"):
+            with contextlib.suppress(OSError):
+                parent.rmdir()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", type=int, default=10)
@@ -61,17 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="berth-bench-run-"))
     results: dict[str, list[float]] = {}
     tar = _image_tar(work)
-    berthd = subprocess.Popen([str(Path(sys.executable).parent / "berthd"), "-H", f"unix://{work}/berth.sock",
-                               "--data-root", str(work / "data"), "--exec-root", str(work / "run"),
-                               "--cgroup-parent", "berth-bench-run"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 20
-        while not (work / "berth.sock").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
-        (work / "cfg").mkdir()
-        env.update(DOCKER_HOST=f"unix://{work}/berth.sock", DOCKER_CONFIG=str(work / "cfg"))
+    with running_berthd(work, "berth-bench-run") as env:
         subprocess.run([docker, "load", "-q", "-i", str(tar)], env=env, check=True, capture_output=True)
         run = [docker, "run", "--rm", "--network", "none", IMAGE, "true"]
         _timed(run, env)  # warm
@@ -80,16 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         results["berthd (berth CLI)"] = [_timed(berth_run, env) for _ in range(args.n)]
         bridged = [docker, "run", "--rm", IMAGE, "true"]  # berthd's default bridge: netns, veth, NAT rules
         results["berthd, default bridge"] = [_timed(bridged, env) for _ in range(args.n)]
-    finally:
-        berthd.send_signal(signal.SIGTERM)
-        berthd.wait(20)
     with LocalDockerd() as dockerd:
         dockerd.docker("load", "-q", "-i", str(tar))
         _timed(run, dockerd.env)
         results["dockerd (docker CLI)"] = [_timed(run, dockerd.env) for _ in range(args.n)]
     shutil.rmtree(work, ignore_errors=True)
-    for parent in Path("/sys/fs/cgroup").glob("*/berth-bench-run"):
-        parent.rmdir()
     base = statistics.median(results["dockerd (docker CLI)"])
     print(f"docker run --rm --network none busybox true, {args.n} runs each (seconds)")
     for name, samples in results.items():
