@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from PySide6.QtWidgets import (
-    QDialog,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QProgressBar,
-    QPushButton,
-    QTreeWidget,
-    QTreeWidgetItem,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
 from app.actions import ActionRunner
+from app.widgets.progress_tree import ProgressTree
 from backend.api.client import EngineClient
 
 
@@ -34,10 +22,8 @@ class PullDialog(QDialog):
         self.pull_button = QPushButton("Pull")
         self.pull_button.setDefault(True)
         self.pull_button.clicked.connect(lambda: self.start(self.reference.text().strip()))
-        self.layers = QTreeWidget()
-        self.layers.setHeaderLabels(["Layer", "Status", "Progress"])
+        self.layers = ProgressTree()
         self.status = QLabel()
-        self._bars: dict[str, tuple[QTreeWidgetItem, QProgressBar]] = {}
         top = QHBoxLayout()
         top.addWidget(self.reference, 1)
         top.addWidget(self.pull_button)
@@ -52,38 +38,17 @@ class PullDialog(QDialog):
             self.status.setText("Type an image reference first")
             return
         self.reference.setText(reference)
-        self.layers.clear()
-        self._bars.clear()
+        self.layers.clear_layers()
         self.status.setText(f"Pulling {reference}…")
         self.runner.run(f"Pull {reference}", self._pull(reference), [self.pull_button, self.reference])
 
     async def _pull(self, reference: str) -> None:
         try:
             async for message in self.client.pull(reference):
-                self.show_progress(message)
+                overall = self.layers.show_progress(message)
+                if overall is not None:
+                    self.status.setText(overall)
         except Exception:
             self.status.setText(f"Pull of {reference} failed")
             raise
         self.status.setText(f"Pulled {reference}")
-
-    def show_progress(self, message: dict[str, Any]) -> None:
-        """Apply one progress message (Docker's: id, status, progressDetail current/total)."""
-        layer, status = str(message.get("id") or ""), str(message.get("status") or "")
-        if not layer or status.startswith(("Pulling from", "Digest:", "Status:")):
-            self.status.setText(status)
-            return
-        if layer not in self._bars:
-            item = QTreeWidgetItem(self.layers, [layer[:12], status])
-            bar = QProgressBar()
-            bar.setRange(0, 0 if status in ("Downloading", "Extracting") else 1)
-            self.layers.setItemWidget(item, 2, bar)
-            self._bars[layer] = (item, bar)
-        item, bar = self._bars[layer]
-        item.setText(1, status)
-        detail = message.get("progressDetail")
-        if isinstance(detail, dict) and detail.get("total"):
-            bar.setRange(0, int(detail["total"]))
-            bar.setValue(int(detail.get("current") or 0))
-        elif status in ("Pull complete", "Already exists", "Download complete"):
-            bar.setRange(0, 1)
-            bar.setValue(1)
