@@ -36,6 +36,7 @@ class ContainerRow:
     created: int
     project: str = ""
     service: str = ""
+    image_id: str = ""
 
     @property
     def key(self) -> str:
@@ -58,7 +59,7 @@ class ContainerRow:
         name = summary.names[0].lstrip("/") if summary.names else formatting.short_id(summary.id)
         return ContainerRow(summary.id, name, summary.image, summary.state, summary.status, tuple(summary.ports),
                             summary.created, summary.labels.get(COMPOSE_PROJECT_LABEL, ""),
-                            summary.labels.get(COMPOSE_SERVICE_LABEL, ""))
+                            summary.labels.get(COMPOSE_SERVICE_LABEL, ""), summary.image_id)
 
 
 @dataclass
