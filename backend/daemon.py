@@ -7,6 +7,7 @@ root:<group> when that group exists, then mode 0660 before it listens. A stale s
 replaced. SIGTERM/SIGINT stop it gracefully without waiting for open event streams. TCP is opt-in
 (``-H tcp://HOST:PORT``): on a loopback address as it is, elsewhere only with mutual TLS
 (``--tlsverify --tlscacert --tlscert --tlskey``, client certificates required), as dockerd advises.
+``-H fd://`` serves the sockets systemd passes (socket activation: ``berthd.socket``), ``fd://N`` one of them.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from backend.engine.networks.service import NetworkService, default_bridge_name
 from backend.engine.registry.auth import CredentialSource
 from backend.engine.system import SystemService
 from backend.engine.volumes.service import VolumeService
+from backend.frozen import run_helper_if_asked
 from backend.server.app import create_app, make_runner
 from backend.server.context import ServerContext
 from backend.server.routes_archive import routes as archive_routes
@@ -51,6 +53,7 @@ from backend.server.routes_containers import rows_with_size
 from backend.server.routes_networks import routes as network_routes
 from backend.server.routes_volumes import routes as volume_routes
 from backend.server.routes_volumes import volume_rows
+from backend.version import VERSION, build_stamp
 
 if TYPE_CHECKING:
     from backend.engine.registry.client import RegistryClient
@@ -87,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="berthd", description="Berth's container engine (Docker Engine API)")
     p.add_argument("-H", "--host", action="append", dest="hosts",
                    help="unix:///path/to.sock or tcp://HOST:PORT (repeatable; TCP off loopback needs --tlsverify)")
+    p.add_argument("-v", "--version", action="store_true", help="print the version and quit")
     p.add_argument("--tlsverify", action="store_true", help="serve TCP with TLS and require client certificates")
     p.add_argument("--tlscacert", help="CA that signs the clients' certificates")
     p.add_argument("--tlscert", help="the server's certificate")
@@ -145,8 +149,8 @@ def load_config(argv: Sequence[str] | None = None) -> DaemonConfig:
             if not config.tlsverify and not _loopback(address):
                 raise InvalidParameter(f"-H {host}: TCP off the loopback interface needs mutual TLS "
                                        "(--tlsverify --tlscacert --tlscert --tlskey)")
-        elif not str(host).startswith("unix://"):
-            raise InvalidParameter(f"-H {host}: expected unix:///path or tcp://HOST:PORT")
+        elif not str(host).startswith(("unix://", "fd://")):
+            raise InvalidParameter(f"-H {host}: expected unix:///path, tcp://HOST:PORT or fd://")
     for item in args.add_runtime:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
@@ -208,6 +212,30 @@ def tls_context(config: DaemonConfig) -> ssl.SSLContext | None:
         raise InvalidParameter(f"TLS: {exc}") from exc
     context.verify_mode = ssl.CERT_REQUIRED
     return context
+
+
+SD_LISTEN_FDS_START = 3
+
+
+def activation_sockets(host: str, environ: dict[str, str] | None = None) -> list[socket.socket]:
+    """The listening sockets systemd passed for ``fd://`` (all of them) or ``fd://N`` (that one), following
+    sd_listen_fds(3): ``LISTEN_PID`` must be this process and ``LISTEN_FDS`` counts descriptors from 3.
+    Raises InvalidParameter when none were passed or N is not among them."""
+    env = os.environ if environ is None else environ
+    count = int(env.get("LISTEN_FDS", "0") or 0) if env.get("LISTEN_PID") == str(os.getpid()) else 0
+    fds = list(range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count))
+    wanted = host.removeprefix("fd://")
+    if wanted:
+        if not wanted.isdigit() or int(wanted) not in fds:
+            raise InvalidParameter(f"-H {host}: descriptor {wanted} was not passed by systemd")
+        fds = [int(wanted)]
+    if not fds:
+        raise InvalidParameter(f"-H {host}: no sockets were passed by systemd (start berthd through berthd.socket)")
+    sockets = []
+    for fd in fds:
+        os.set_inheritable(fd, False)
+        sockets.append(socket.socket(fileno=fd))
+    return sockets
 
 
 def lock_data_root(data_root: str) -> int:
@@ -286,6 +314,11 @@ async def serve(config: DaemonConfig) -> None:
     await runner.setup()
     tls = tls_context(config)
     for host in config.hosts:
+        if host.startswith("fd://"):
+            for sock in activation_sockets(host):
+                await web.SockSite(runner, sock).start()
+                log.info(json.dumps({"msg": "API listening", "systemd socket": str(sock.getsockname())}))
+            continue
         if host.startswith("tcp://"):
             address, port = tcp_address(host)
             await web.TCPSite(runner, address, port, ssl_context=tls).start()
@@ -309,6 +342,10 @@ async def serve(config: DaemonConfig) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``berthd``."""
     try:
+        if _parser().parse_args(argv).version:
+            stamp = build_stamp()
+            print(f"Berth version {VERSION}" + (f", build {stamp}" if stamp else ""))
+            return 0
         config = load_config(argv)
         logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s",
                             level=getattr(logging, config.log_level.upper().replace("FATAL", "CRITICAL")
@@ -331,4 +368,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def console_main() -> None:
+    run_helper_if_asked()
     sys.exit(main())

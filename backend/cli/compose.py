@@ -35,8 +35,8 @@ from backend.compose.project import (
     container_number,
     list_projects,
 )
+from backend.version import VERSION
 
-VERSION = "0.1.0"
 _COLOURS = (36, 33, 32, 35, 34, 96, 93, 92, 95, 94)
 
 

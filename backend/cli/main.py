@@ -14,8 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from backend.cli.context import Cli, Command, CommandError, ExitCode, UsageError, config_dir, describe, new_parser
-
-VERSION = "0.1.0"
+from backend.version import VERSION
 
 _NETWORK_VERBS = ("create", "ls", "inspect", "rm", "connect", "disconnect", "prune")
 # verb -> module under backend.cli

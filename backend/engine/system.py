@@ -23,14 +23,10 @@ from backend.engine.errors import InvalidParameter, NotFound
 from backend.engine.events import EventBus
 from backend.engine.images.layer_store import chain_ids
 from backend.engine.images.service import ImageService, ImageSummary
+from backend.version import VERSION
 
 ENGINE_NAME = "Berth"
-try:
-    from importlib.metadata import PackageNotFoundError, version
-
-    ENGINE_VERSION = version("berth")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    ENGINE_VERSION = "0.0.0"
+ENGINE_VERSION = VERSION
 
 
 @dataclass(frozen=True)

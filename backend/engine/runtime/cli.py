@@ -22,8 +22,9 @@ from backend.engine.runtime.defaults import DOCKER_DEFAULT_CAPABILITIES, docker_
 from backend.engine.runtime.operations import DEFAULT_ROOT, Runtime
 from backend.engine.runtime.seccomp import default_docker_profile, oci_seccomp_from_docker_profile
 from backend.engine.runtime.spec import Process, parse_process, parse_signal, read_json_file
+from backend.frozen import run_helper_if_asked
+from backend.version import VERSION
 
-VERSION = "0.1.0"
 OCI_SPEC_VERSION = "1.0.2"
 
 
@@ -277,4 +278,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def console_main() -> None:
     """Console-script wrapper: exits with ``main``'s code."""
+    run_helper_if_asked()
     sys.exit(main())

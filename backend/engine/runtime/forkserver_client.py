@@ -13,13 +13,13 @@ import os
 import select
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from types import TracebackType
 
 from backend.engine.errors import Unavailable
+from backend.frozen import helper_argv
 
 
 class ForkServer:
@@ -43,7 +43,7 @@ class ForkServer:
         path = os.path.join(root, "forkserver.sock")
         read_fd, write_fd = os.pipe()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "backend.engine.runtime.forkserver", "--socket", path,
+            [*helper_argv("forkserver"), "--socket", path,
              "--ready-fd", str(write_fd)],
             pass_fds=(write_fd,), stdin=subprocess.DEVNULL,
         )

@@ -42,16 +42,13 @@ from backend.engine.runtime.monitor import (
     UsageError,
     process_start_ticks,
 )
+from backend.frozen import helper_argv
 
 if TYPE_CHECKING:
     from backend.engine.runtime.forkserver_client import ForkServer
 
 __all__ = ["ExitStatus", "MonitorGone", "MonitorHandle", "MonitorState", "MonitorStatus", "read_output"]
 
-# Run without site (no .pth processing, no site-packages): the monitor needs only the standard library
-# and this project, which PYTHONPATH points at. Equivalent to ``python -m backend.engine.runtime.monitor``
-# without runpy's imports.
-_BOOT = "import sys; from backend.engine.runtime.monitor import main; sys.exit(main())"
 _MAX_SUN_PATH = 100
 
 
@@ -236,7 +233,7 @@ class MonitorHandle:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_project_root(), env.get("PYTHONPATH")) if p)
         try:
-            argv = [python, "-S", "-c", _BOOT, *config.argv(), "--ready-fd", str(ready_w)]
+            argv = [*helper_argv("monitor", python), *config.argv(), "--ready-fd", str(ready_w)]
             with open(os.path.join(state_dir, MONITOR_LOG_NAME), "ab") as log:
                 proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
                                         pass_fds=(ready_w,), env=env, cwd="/")
