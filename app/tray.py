@@ -51,7 +51,7 @@ class Tray(QObject):
         super().__init__(parent)
         self.session, self.live, self.runner = session, live, runner
         self._open_dashboard, self._open_logs, self._quit = open_dashboard, open_logs, quit
-        self.notify = notify
+        self.show_notifications = notify
         self.notifications: list[tuple[str, str]] = []  # (title, text), newest last
         self._killed: set[str] = set()
         self.menu = QMenu()
@@ -134,7 +134,11 @@ class Tray(QObject):
                 self._notify("Container died", f"{name} exited with code {code}")
             self._killed.discard(ident)
 
+    def notify(self, title: str, text: str) -> None:
+        """Show a notification (a long pull or build ended); recorded in ``notifications``."""
+        self._notify(title, text)
+
     def _notify(self, title: str, text: str) -> None:
         self.notifications.append((title, text))
-        if self.notify and self.icon.isVisible():
+        if self.show_notifications and self.icon.isVisible():
             self.icon.showMessage(title, text, QSystemTrayIcon.MessageIcon.Warning)
