@@ -30,10 +30,8 @@ from app.views.builds_page import BuildsPage, default_history
 from app.views.container_detail import ContainerDetail
 from app.views.containers_page import ContainersPage
 from app.views.engine_page import EnginePage
-from app.views.networks_page import NetworksPage
-from app.views.resource_pages import ImagesPage
+from app.views.resource_pages import ImagesPage, NetworksPage, VolumesPage
 from app.views.table_page import TablePage
-from app.views.volumes_page import VolumesPage
 from app.widgets.banner import ErrorBanner
 
 STATE_DOTS = {EngineState.RUNNING: "#2e9e44", EngineState.STARTING: "#2f7ed8", EngineState.STOPPED: "#8a8f98",
@@ -70,7 +68,7 @@ class MainWindow(QMainWindow):
         self.pages: dict[str, QWidget] = {
             "Containers": self.containers_page,
             "Images": self.images_page,
-            "Volumes": VolumesPage(live.volumes, live.containers, client, runner),
+            "Volumes": VolumesPage(live.volumes, client, runner),
             "Networks": NetworksPage(live.networks, client, runner),
             "Builds": self.builds_page,
             "Engine": self.engine_page,
