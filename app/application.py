@@ -39,6 +39,8 @@ class Desktop:
         self.quit_requested = asyncio.Event()
         self.tray = Tray(self.session, self.live, self.runner, open_dashboard=self.show_dashboard,
                          open_logs=self.open_logs, quit=self.quit_requested.set, notify=notify)
+        for long_work in (self.window.images_page.pull_dialog.long_finished, self.window.builds_page.long_finished):
+            long_work.connect(self.tray.notify)
 
     def start(self, *, show_window: bool = True) -> None:
         """Start watching the engine; show the tray and (unless ``show_window`` is false) the window."""
