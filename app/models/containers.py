@@ -1,9 +1,11 @@
 """The containers tree: standalone containers at the top level, Compose projects as group rows.
 
 A container with the ``com.docker.compose.project`` label sits under its project's group row; the group
-shows the project's aggregate state (``running 2/3``). :meth:`ContainersModel.set_rows` updates by key
-(container ID, project name) so selections survive events. Group rows carry a stable serial in their
-indexes' ``internalId`` so children find their parent whatever moves.
+shows the project's aggregate state (``running 2/3``) and the sum of its members' CPU and memory.
+:meth:`ContainersModel.set_rows` updates by key (container ID, project name) so selections survive events.
+Group rows carry a stable serial in their indexes' ``internalId`` so children find their parent whatever
+moves. Live CPU and memory numbers arrive through :meth:`ContainersModel.set_usage` (``dataChanged`` of
+those two cells only, never a reset).
 """
 
 from __future__ import annotations
@@ -21,6 +23,17 @@ from app.models.table import ROW_ROLE, SORT_ROLE, Index
 from backend.api.types import ContainerSummary, Port
 
 COLOUR_ROLE = Qt.ItemDataRole.UserRole + 3  # the StateColour of the row
+PORTS_ROLE = Qt.ItemDataRole.UserRole + 4  # the row's port chips: tuple of (text, host TCP port or 0)
+
+NAME, IMAGE, STATE, PORTS, CREATED, CPU, MEMORY = range(7)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A running container's live numbers: CPU % (100 = one core) and memory in bytes."""
+
+    cpu_percent: float
+    memory: int
 
 
 @dataclass(frozen=True)
@@ -37,10 +50,16 @@ class ContainerRow:
     project: str = ""
     service: str = ""
     image_id: str = ""
+    volumes: tuple[str, ...] = ()  # the named volumes it mounts
 
     @property
     def key(self) -> str:
         return self.id
+
+    @property
+    def search_text(self) -> str:
+        """What the filter box matches: name, image, project, service and ports."""
+        return " ".join((self.name, self.image, self.project, self.service, *formatting.port_chips(list(self.ports))))
 
     @property
     def running(self) -> bool:
@@ -57,9 +76,17 @@ class ContainerRow:
     @staticmethod
     def from_summary(summary: ContainerSummary) -> ContainerRow:
         name = summary.names[0].lstrip("/") if summary.names else formatting.short_id(summary.id)
+        mounts = summary.raw.get("Mounts")
+        volumes = tuple(str(m["Name"]) for m in mounts if isinstance(m, dict) and m.get("Type") == "volume"
+                        and m.get("Name")) if isinstance(mounts, list) else ()
         return ContainerRow(summary.id, name, summary.image, summary.state, summary.status, tuple(summary.ports),
                             summary.created, summary.labels.get(COMPOSE_PROJECT_LABEL, ""),
-                            summary.labels.get(COMPOSE_SERVICE_LABEL, ""), summary.image_id)
+                            summary.labels.get(COMPOSE_SERVICE_LABEL, ""), summary.image_id, volumes)
+
+
+def port_chips(ports: tuple[Port, ...]) -> tuple[tuple[str, int], ...]:
+    """The published ports as chips: (``8080→80``, 8080) for TCP, (``53→53/udp``, 0) for others."""
+    return tuple((chip, 0 if "/" in chip else int(chip.split("→")[0])) for chip in formatting.port_chips(list(ports)))
 
 
 @dataclass
@@ -73,6 +100,19 @@ class ProjectGroup:
     @property
     def key(self) -> str:
         return f"project:{self.name}"
+
+    @property
+    def search_text(self) -> str:
+        """The project's name (its members match on their own)."""
+        return self.name
+
+    @property
+    def created(self) -> int:
+        return min(c.created for c in self.children)
+
+    @property
+    def ports(self) -> tuple[Port, ...]:
+        return tuple(p for c in self.children for p in c.ports)
 
     @property
     def running(self) -> int:
@@ -98,15 +138,17 @@ Node = ContainerRow | ProjectGroup
 
 
 class ContainersModel(QAbstractItemModel):
-    """Columns: Name, Image, State, Ports, Created. ROW_ROLE gives the ContainerRow or ProjectGroup."""
+    """Columns: Name, Image, State, Ports, Created, CPU %, Memory. ROW_ROLE gives the ContainerRow or
+    ProjectGroup; PORTS_ROLE its port chips."""
 
-    COLUMNS = ("Name", "Image", "State", "Ports", "Created")
+    COLUMNS = ("Name", "Image", "State", "Ports", "Created", "CPU %", "Memory")
 
     def __init__(self) -> None:
         super().__init__()
         self._top: list[Node] = []
         self._groups: dict[int, ProjectGroup] = {}
         self._serials = itertools.count(1)
+        self._usage: dict[str, Usage] = {}
 
     # -- contents -------------------------------------------------------------------------------------
 
@@ -128,8 +170,34 @@ class ContainersModel(QAbstractItemModel):
                 return row
         return None
 
+    def usage(self, container_id: str) -> Usage | None:
+        """The container's last CPU and memory numbers; None if unknown or not running."""
+        return self._usage.get(container_id)
+
+    def set_usage(self, container_id: str, usage: Usage) -> None:
+        """Record a running container's numbers; ``dataChanged`` for its CPU and memory cells (and its group's).
+        Ignored for a container the model does not hold or that is not running."""
+        for position, node in enumerate(self._top):
+            if isinstance(node, ProjectGroup):
+                for child_position, child in enumerate(node.children):
+                    if child.id == container_id and child.running:
+                        self._usage[container_id] = usage
+                        self._usage_changed(self.index(position, 0), child_position)
+                        self._usage_changed(QModelIndex(), position)
+                        return
+            elif node.id == container_id and node.running:
+                self._usage[container_id] = usage
+                self._usage_changed(QModelIndex(), position)
+                return
+
+    def _usage_changed(self, parent: QModelIndex, row: int) -> None:
+        self.dataChanged.emit(self.index(row, CPU, parent), self.index(row, MEMORY, parent))
+
     def set_rows(self, rows: list[ContainerRow]) -> None:
-        """Make the model hold ``rows``: grouped by project, updated by key with the fewest changes."""
+        """Make the model hold ``rows``: grouped by project, updated by key with the fewest changes. The numbers
+        of containers no longer running are forgotten."""
+        running = {row.id for row in rows if row.running}
+        self._usage = {key: usage for key, usage in self._usage.items() if key in running}
         wanted_top: dict[str, list[ContainerRow]] = {}
         for row in rows:
             wanted_top.setdefault(f"project:{row.project}" if row.project else row.id, []).append(row)
@@ -194,18 +262,32 @@ class ContainersModel(QAbstractItemModel):
 
     # -- display --------------------------------------------------------------------------------------
 
+    def _group_usage(self, group: ProjectGroup) -> Usage | None:
+        usages = [u for u in (self._usage.get(c.id) for c in group.children) if u is not None]
+        return Usage(sum(u.cpu_percent for u in usages), sum(u.memory for u in usages)) if usages else None
+
     def _cell(self, node: Node, column: int) -> str:
-        if isinstance(node, ProjectGroup):
-            ports = [chip for child in node.children for chip in formatting.port_chips(list(child.ports))]
-            created = min(c.created for c in node.children)
-            return (node.name, f"compose ({len(node.children)})", node.words, "  ".join(dict.fromkeys(ports)),
-                    formatting.age(created))[column]
-        return (node.service or node.name if node.project else node.name, node.image, node.words,
-                "  ".join(formatting.port_chips(list(node.ports))), formatting.age(node.created))[column]
+        if column == NAME:
+            return node.service or node.name if isinstance(node, ContainerRow) and node.project else node.name
+        if column == IMAGE:
+            return f"compose ({len(node.children)})" if isinstance(node, ProjectGroup) else node.image
+        if column == STATE:
+            return node.words
+        if column == PORTS:
+            return "  ".join(text for text, _port in port_chips(node.ports))
+        if column == CREATED:
+            return formatting.age(node.created)
+        usage = self._group_usage(node) if isinstance(node, ProjectGroup) else self._usage.get(node.id)
+        if usage is None:
+            return ""
+        return f"{usage.cpu_percent:.1f}%" if column == CPU else formatting.size(usage.memory)
 
     def _sort_value(self, node: Node, column: int) -> Any:
-        if column == 4:
-            return node.created if isinstance(node, ContainerRow) else min(c.created for c in node.children)
+        if column == CREATED:
+            return node.created
+        if column in (CPU, MEMORY):
+            usage = self._group_usage(node) if isinstance(node, ProjectGroup) else self._usage.get(node.id)
+            return -1.0 if usage is None else usage.cpu_percent if column == CPU else float(usage.memory)
         return self._cell(node, column).lower()
 
     # -- Qt interface ---------------------------------------------------------------------------------
@@ -245,9 +327,9 @@ class ContainersModel(QAbstractItemModel):
             return None
         if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
             return self._cell(node, index.column())
-        if role == Qt.ItemDataRole.ForegroundRole and index.column() == 2:
+        if role == Qt.ItemDataRole.ForegroundRole and index.column() == STATE:
             return QColor(node.colour.value)
-        if role == Qt.ItemDataRole.DecorationRole and index.column() == 0:
+        if role == Qt.ItemDataRole.DecorationRole and index.column() == NAME:
             return QColor(node.colour.value)
         if role == COLOUR_ROLE:
             return node.colour
@@ -255,6 +337,8 @@ class ContainersModel(QAbstractItemModel):
             return self._sort_value(node, index.column())
         if role == ROW_ROLE:
             return node
+        if role == PORTS_ROLE:
+            return port_chips(node.ports)
         return None
 
     def headerData(self, section: int, orientation: Qt.Orientation,

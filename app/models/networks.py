@@ -1,4 +1,4 @@
-"""The networks table: name, driver, subnets, connected containers, ID."""
+"""The networks table: name, driver, subnets, the connected containers (names and addresses), ID."""
 
 from __future__ import annotations
 
@@ -8,6 +8,19 @@ from typing import Any
 from app import formatting
 from app.models.table import RowTableModel
 from backend.api.types import Network
+
+PREDEFINED_NETWORKS = frozenset({"bridge", "host", "none"})
+
+
+@dataclass(frozen=True, order=True)
+class NetworkMember:
+    """A container connected to a network, with its IPv4 address (without the prefix length)."""
+
+    name: str
+    address: str
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.address}" if self.address else self.name
 
 
 @dataclass(frozen=True)
@@ -19,14 +32,25 @@ class NetworkRow:
     driver: str
     subnets: tuple[str, ...]
     containers: int
+    members: tuple[NetworkMember, ...] = ()
+    internal: bool = False
 
     @property
     def key(self) -> str:
         return self.id
 
+    @property
+    def predefined(self) -> bool:
+        """bridge, host and none: the engine's own networks, which cannot be deleted."""
+        return self.name in PREDEFINED_NETWORKS
+
     @staticmethod
     def from_network(network: Network) -> NetworkRow:
-        return NetworkRow(network.id, network.name, network.driver, tuple(network.subnets), len(network.containers))
+        members = sorted(NetworkMember(str(e.get("Name") or formatting.short_id(cid)),
+                                       str(e.get("IPv4Address") or "").split("/")[0])
+                         for cid, e in network.containers.items())
+        return NetworkRow(network.id, network.name, network.driver, tuple(network.subnets), len(members),
+                          tuple(members), network.internal)
 
 
 class NetworksModel(RowTableModel[NetworkRow]):
@@ -35,7 +59,9 @@ class NetworksModel(RowTableModel[NetworkRow]):
     COLUMNS = ("Name", "Driver", "Subnets", "Containers", "ID")
 
     def cell(self, row: NetworkRow, column: int) -> str:
-        return (row.name, row.driver, ", ".join(row.subnets), str(row.containers), formatting.short_id(row.id))[column]
+        members = ", ".join(str(m) for m in row.members) if row.members else str(row.containers or "")
+        driver = f"{row.driver} (internal)" if row.internal else row.driver
+        return (row.name, driver, ", ".join(row.subnets), members, formatting.short_id(row.id))[column]
 
     def sort_value(self, row: NetworkRow, column: int) -> Any:
         return row.containers if column == 3 else self.cell(row, column).lower()

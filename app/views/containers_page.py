@@ -11,19 +11,13 @@ from functools import partial
 from typing import Any
 
 from PySide6.QtCore import QModelIndex, Signal
-from PySide6.QtWidgets import QMessageBox, QPushButton, QWidget
+from PySide6.QtWidgets import QPushButton, QWidget
 
 from app.actions import ActionRunner
 from app.models.containers import ContainerRow, ContainersModel, ProjectGroup
 from app.models.table import ROW_ROLE
-from app.views.table_page import TablePage
+from app.views.table_page import TablePage, ask
 from backend.api.client import EngineClient
-
-
-def ask(parent: QWidget, question: str) -> bool:
-    """A yes/no confirmation dialog."""
-    answer = QMessageBox.question(parent, "Berth", question)
-    return answer == QMessageBox.StandardButton.Yes
 
 
 class ContainersPage(TablePage):

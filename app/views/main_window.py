@@ -26,12 +26,13 @@ from app.engine_session import EngineSession, EngineState
 from app.live import LiveData
 from app.models.containers import ContainerRow
 from app.settings import Settings
-from app.views.builds_page import BuildsPage, default_history
 from app.views.container_detail import ContainerDetail
 from app.views.containers_page import ContainersPage
 from app.views.engine_page import EnginePage
-from app.views.resource_pages import ImagesPage, NetworksPage, VolumesPage
+from app.views.networks_page import NetworksPage
+from app.views.resource_pages import ImagesPage
 from app.views.table_page import TablePage
+from app.views.volumes_page import VolumesPage
 from app.widgets.banner import ErrorBanner
 
 STATE_DOTS = {EngineState.RUNNING: "#2e9e44", EngineState.STARTING: "#2f7ed8", EngineState.STOPPED: "#8a8f98",
@@ -64,13 +65,13 @@ class MainWindow(QMainWindow):
         self.containers_page = ContainersPage(live.containers, client, runner)
         self.images_page = ImagesPage(live.images, client, runner)
         self.engine_page = EnginePage(session, runner)
-        self.builds_page = BuildsPage(client, runner, default_history(settings.store))
         self.pages: dict[str, QWidget] = {
             "Containers": self.containers_page,
             "Images": self.images_page,
-            "Volumes": VolumesPage(live.volumes, client, runner),
+            "Volumes": VolumesPage(live.volumes, live.containers, client, runner),
             "Networks": NetworksPage(live.networks, client, runner),
-            "Builds": self.builds_page,
+            "Builds": _note_page("Builds", "Build images with: berth build -t NAME FOLDER. Build history will "
+                                           "show here."),
             "Engine": self.engine_page,
             "Settings": _note_page("Settings", f"Notifications: {'on' if settings.notifications else 'off'}. "
                                                f"Engine address: {client.address}"),
