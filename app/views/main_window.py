@@ -26,6 +26,7 @@ from app.engine_session import EngineSession, EngineState
 from app.live import LiveData
 from app.models.containers import ContainerRow
 from app.settings import Settings
+from app.views.builds_page import BuildsPage, default_history
 from app.views.container_detail import ContainerDetail
 from app.views.containers_page import ContainersPage
 from app.views.engine_page import EnginePage
@@ -65,13 +66,13 @@ class MainWindow(QMainWindow):
         self.containers_page = ContainersPage(live.containers, client, runner)
         self.images_page = ImagesPage(live.images, client, runner)
         self.engine_page = EnginePage(session, runner)
+        self.builds_page = BuildsPage(client, runner, default_history(settings.store))
         self.pages: dict[str, QWidget] = {
             "Containers": self.containers_page,
             "Images": self.images_page,
             "Volumes": VolumesPage(live.volumes, live.containers, client, runner),
             "Networks": NetworksPage(live.networks, client, runner),
-            "Builds": _note_page("Builds", "Build images with: berth build -t NAME FOLDER. Build history will "
-                                           "show here."),
+            "Builds": self.builds_page,
             "Engine": self.engine_page,
             "Settings": _note_page("Settings", f"Notifications: {'on' if settings.notifications else 'off'}. "
                                                f"Engine address: {client.address}"),
