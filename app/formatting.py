@@ -5,6 +5,7 @@ Everything here is pure (no Qt, no I/O) so models, views and the tray say things
 
 from __future__ import annotations
 
+import datetime
 import errno
 import re
 import time
@@ -94,6 +95,33 @@ def age(created: float, now: float | None = None) -> str:
 def size(value: int) -> str:
     """Docker's human size: ``4.26MB``."""
     return human_size(value)
+
+
+def byte_rate(value: float) -> str:
+    """A rate in bytes per second: ``1.2MB/s``."""
+    return f"{human_size(value, 3)}/s"
+
+
+def parse_timestamp(text: str) -> float | None:
+    """The Unix time of an RFC 3339 timestamp as the engine writes them (nanoseconds allowed), None for an
+    empty, zero (``0001-01-01T00:00:00Z``) or malformed one."""
+    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", text.strip())
+    if not match or match.group(1).startswith("0001-"):
+        return None
+    zone = "+00:00" if match.group(3) == "Z" else match.group(3)
+    try:
+        whole = datetime.datetime.fromisoformat(match.group(1) + zone).timestamp()
+    except ValueError:
+        return None
+    return whole + float(f"0.{match.group(2) or 0}")
+
+
+def uptime(started_at: str, now: float | None = None) -> str:
+    """``up 5 minutes`` for a container started at the RFC 3339 time ``started_at`` ("" if unknown)."""
+    started = parse_timestamp(started_at)
+    if started is None:
+        return ""
+    return f"up {human_duration(max(0.0, (now or time.time()) - started)).lower()}"
 
 
 def short_id(ident: str) -> str:

@@ -137,7 +137,7 @@ class MainWindow(QMainWindow):
         """Open (or raise) the detail window of ``row``; the log follows while it is open."""
         window = self.detail_windows.get(row.id)
         if window is None:
-            window = ContainerDetail(self.session.client, row)
+            window = ContainerDetail(self.session, self.runner, row)
             self.detail_windows[row.id] = window
             window.destroyed.connect(lambda: self.detail_windows.pop(row.id, None))
         window.show()
