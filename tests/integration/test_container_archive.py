@@ -281,3 +281,26 @@ def test_read_only_root_filesystem_refuses_writes(berthd_with_busybox: Berthd, a
         assert path_stat(api, name, "/bin/busybox")["size"] > 0
     finally:
         berthd_with_busybox.docker("rm", "-f", name, check=False)
+
+
+def test_volume_mounts_are_seen_in_stopped_containers(berthd_with_busybox: Berthd, api: httpx.Client,
+                                                      canary: Path) -> None:
+    tag = secrets.token_hex(4)
+    volume, writer, helper = f"arc-vol-{tag}", f"arc-w-{tag}", f"arc-h-{tag}"
+    docker = berthd_with_busybox.docker
+    try:
+        docker("run", "--name", writer, "-v", f"{volume}:/data", "busybox", "sh", "-c",
+               "echo from-writer > /data/f; ln -s / /data/esc")
+        docker("create", "--name", helper, "-v", f"{volume}:/volume", "-v", f"{canary}:/volume/host:ro",
+               "busybox", "true")
+        assert path_stat(api, helper, "/volume/f")["size"] == len("from-writer\n")
+        assert read(api, helper, "/volume/f") == b"from-writer\n"
+        assert path_stat(api, helper, "/volume/esc")["linkTarget"] == "/volume"  # resolved inside the volume
+        assert api.head(f"/containers/{helper}/archive", params={"path": "/volume/esc/etc/passwd"}).status_code == 404
+        assert put(api, helper, "/volume", tar_of(Entry("up.txt", b"uploaded"))).status_code == 200
+        assert docker("run", "--rm", "-v", f"{volume}:/v", "busybox", "cat", "/v/up.txt").stdout == "uploaded"
+        assert read(api, helper, "/volume/host/canary.txt") == b"host secret\n"  # the deepest mount wins
+        assert_error(put(api, helper, "/volume/host", tar_of(Entry("x", b"x"))), 403, "read-only")
+    finally:
+        docker("rm", "-f", writer, helper, check=False)
+        docker("volume", "rm", volume, check=False)

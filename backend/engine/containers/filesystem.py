@@ -1,7 +1,9 @@
 """``docker cp``, ``docker export`` and ``docker diff`` on a container's root filesystem (no HTTP).
 
 Works on the overlay a container keeps mounted from create until remove (``ContainerService.filesystem``),
-so stopped and running containers alike; volumes mounted inside a running container are not seen.
+so stopped and running containers alike. A path at or below the destination of a volume or bind mount is
+resolved in the mount's source instead (the deepest such mount; tmpfs mounts are not seen), as dockerd
+mounts a container's volumes for ``docker cp``; the mount's source is the root of that resolution.
 
 Guarantees:
 
@@ -44,6 +46,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import IO, BinaryIO
 
+from backend.engine.containers.mounts import MountPoint
 from backend.engine.containers.oci_spec import resolve_user
 from backend.engine.containers.service import ContainerService
 from backend.engine.containers.store import ContainerRecord
@@ -228,6 +231,11 @@ class _Root:
         except OSError as exc:
             raise _unavailable(path.text, exc) from exc
         raise NotFound(f"Could not find the file {path.text} in container {self.container}")
+
+
+def _inner_text(path: _Path) -> str:
+    """``path``'s components as an absolute path (below a mount's destination, once resolved there)."""
+    return "/" + os.fsdecode(b"/".join(path.parts))
 
 
 def _unavailable(what: str, exc: OSError) -> Unavailable:
@@ -481,12 +489,13 @@ class ContainerFilesystem:
 
     def stat(self, ref: str, path: str) -> PathStat:
         """``HEAD /containers/{ref}/archive?path=``. Raises NotFound, InvalidParameter, Unavailable."""
-        target = _parse_path(path)
-        _, merged, _ = self._service.filesystem(ref)
-        with _Root(merged, ref) as root:
+        record, merged, _ = self._service.filesystem(ref)
+        point, target = self._resolve_mount(record, _parse_path(path))
+        base = point.source if point else merged
+        with _Root(base, ref) as root:
             found = root.locate(target)
             os.close(found.dir_fd)
-        return self._path_stat(merged, target, found.st)
+        return self._path_stat(base, point.destination if point else "", target, found.st)
 
     def get_archive(self, ref: str, path: str) -> PathArchive:
         """``GET /containers/{ref}/archive?path=``: the path's stat now, its tar when ``write`` runs (the
@@ -497,8 +506,9 @@ class ContainerFilesystem:
 
         def write(out: IO[bytes]) -> None:
             record, merged, _ = self._service.filesystem(ref)
-            with _Root(merged, ref) as root:
-                found = root.locate(target)
+            point, inside = self._resolve_mount(record, target)
+            with _Root(point.source if point else merged, ref) as root:
+                found = root.locate(inside)
                 try:
                     _write_tar(out, found, arcname)
                 except OSError as exc:
@@ -528,7 +538,10 @@ class ContainerFilesystem:
         if copy_uid_gid:
             uid, gid, _ = resolve_user(merged, str(record.request.get("User") or ""))
             owner = (uid, gid)
-        extract_archive(merged, ref, target.text, source, limits=self._limits,
+        point, inside = self._resolve_mount(record, target)
+        if point and not point.rw:
+            raise Forbidden("mounted volume is marked read-only")
+        extract_archive(point.source if point else merged, ref, _inner_text(inside), source, limits=self._limits,
                         no_overwrite_dir_non_dir=no_overwrite_dir_non_dir, owner=owner)
         self._emit(record, "extract-to-dir")
 
@@ -577,14 +590,25 @@ class ContainerFilesystem:
             for fd in lowers:
                 os.close(fd)
 
-    def _path_stat(self, merged: str, target: _Path, st: os.stat_result) -> PathStat:
+    def _resolve_mount(self, record: ContainerRecord, target: _Path) -> tuple[MountPoint | None, _Path]:
+        """The deepest volume or bind mount whose destination holds ``target`` (None: the root filesystem)
+        and ``target`` with the components below that destination."""
+        found: MountPoint | None = None
+        depth = 0
+        for point in self._service.mounts.load(record.id):
+            dest = [os.fsencode(p) for p in point.destination.split("/") if p]
+            if point.source and target.parts[:len(dest)] == dest and len(dest) > depth:
+                found, depth = point, len(dest)
+        return found, dataclasses.replace(target, parts=target.parts[depth:])
+
+    def _path_stat(self, base: str, prefix: str, target: _Path, st: os.stat_result) -> PathStat:
+        """The stat of ``target`` resolved in ``base``, which the container sees at ``prefix`` ("" for /)."""
         link = ""
         if stat.S_ISLNK(st.st_mode):
             try:
-                link = "/" + os.path.relpath(secure_join(merged, target.text), merged).removeprefix(".")
+                link = posixpath.normpath(prefix + "/" + os.path.relpath(secure_join(base, _inner_text(target)), base))
             except RootfsError:
                 link = ""
-            link = posixpath.normpath(link)
         return PathStat(name=target.name, size=st.st_size, mode=go_file_mode(st.st_mode),
                         mtime=rfc3339_nano(st.st_mtime_ns), link_target=link)
 
