@@ -6,6 +6,7 @@ src="$(cd "$(dirname "$0")/.." && pwd)"
 prefix=${BERTH_PREFIX:-/opt/berth}
 
 debs=(python3 python3-venv python3-pip libseccomp2 iproute2 iptables procps util-linux tini
+      qemu-system-x86 qemu-utils  # berth machine (the VM mode)
       # the desktop app (PySide6's Qt takes these from the system)
       libgl1 libegl1 libfontconfig1 libfreetype6 libxkbcommon0 libxkbcommon-x11-0 libdbus-1-3 libx11-xcb1
       libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-randr0 libxcb-render-util0 libxcb-shape0

@@ -17,6 +17,7 @@ from backend.cli.context import Cli, Command, CommandError, ExitCode, UsageError
 from backend.version import VERSION
 
 _NETWORK_VERBS = ("create", "ls", "inspect", "rm", "connect", "disconnect", "prune")
+_MACHINE_VERBS = ("init", "start", "stop", "restart", "rm", "ls", "inspect", "ssh", "set", "logs")
 # verb -> module under backend.cli
 _VERBS: dict[str, str] = {
     **dict.fromkeys(("run", "create", "start", "stop", "restart", "kill", "pause", "unpause", "rm", "ps", "logs",
@@ -31,6 +32,7 @@ _VERBS: dict[str, str] = {
     **dict.fromkeys(("volume_create", "volume_ls", "volume_inspect", "volume_rm", "volume_prune"), "volumes"),
     **dict.fromkeys((f"network_{v}" for v in _NETWORK_VERBS), "networks"),
     "compose": "compose",
+    **dict.fromkeys((f"machine_{v}" for v in _MACHINE_VERBS), "machine"),
 }
 _GROUPS: dict[str, dict[str, str]] = {
     "container": {**{v: v for v in ("run", "create", "start", "stop", "restart", "kill", "pause", "unpause", "rm",
@@ -46,6 +48,7 @@ _GROUPS: dict[str, dict[str, str]] = {
     "volume": {**{v: f"volume_{v}" for v in ("create", "ls", "inspect", "rm", "prune")},
                "list": "volume_ls", "remove": "volume_rm"},
     "network": {**{v: f"network_{v}" for v in _NETWORK_VERBS}, "list": "network_ls", "remove": "network_rm"},
+    "machine": {v: f"machine_{v}" for v in _MACHINE_VERBS},
 }
 _HELP = """Usage:  berth [OPTIONS] COMMAND
 
@@ -64,6 +67,7 @@ Management Commands:
   builder     Manage builds
   container   Manage containers
   image       Manage images
+  machine     Manage the Linux VM that runs the engine (macOS, Windows; optional on Linux)
   network     Manage networks
   system      Manage Berth
   volume      Manage volumes

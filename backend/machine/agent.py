@@ -1,0 +1,333 @@
+"""The host side of a running machine: ``python -m backend.machine.agent NAME`` (started detached by
+``berth machine start``; ``BERTH_MACHINE_HOME`` says where machines live).
+
+It guarantees, in order: QEMU runs with the machine's argv (:mod:`backend.machine.qemu`); the guest's
+``BOOTED`` (sshd runs) and ``READY`` (berthd answers) arrive on the virtio-serial socket, never by polling
+SSH; on the first boot berthd's wheels are copied over SFTP and installed; one SSH connection with the
+pinned host key carries the guest API to ``<machine>/berth.sock`` and every published port to the host's
+``127.0.0.1`` (TCP through direct-tcpip channels; UDP through QMP ``hostfwd_add``), added on a container's
+``start`` event and removed on its ``die``. The record becomes ``running`` once the socket serves. When
+QEMU exits (``stop``), forwards are closed, the socket removed and the record set ``stopped``; when the boot
+fails it is set ``error`` with the reason. SIGTERM ends QEMU and the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from backend.api.client import EngineClient
+from backend.api.errors import APIError
+from backend.machine.errors import MachineError
+from backend.machine.forward import SocketForwarder
+from backend.machine.image import BaseImage
+from backend.machine.qemu import (
+    Accel,
+    Arch,
+    HostOS,
+    QemuPaths,
+    QemuSpec,
+    Resources,
+    choose_accel,
+    kvm_runs_guests,
+    qemu_argv,
+)
+from backend.machine.qmp import QMP
+from backend.machine.seed import GUEST_API_PORT, GUEST_WHEELS
+from backend.machine.ssh import GuestSSH
+from backend.machine.state import (
+    TRANSITIONS,
+    MachineFiles,
+    MachineRecord,
+    MachineState,
+    MachineStore,
+    machine_home,
+)
+from backend.machine.wheels import guest_wheels
+
+log = logging.getLogger("berth.machine.agent")
+BOOT_TIMEOUT = 900.0
+"""Seconds from QEMU's start to READY (a first boot under TCG installs berthd too)."""
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def host_os() -> HostOS:
+    return {"darwin": HostOS.MACOS, "win32": HostOS.WINDOWS}.get(sys.platform, HostOS.LINUX)
+
+
+def base_image(store: MachineStore, sha256: str) -> BaseImage:
+    directory = store.home / "_cache" / "images" / sha256
+    return BaseImage(sha256, directory / "disk.qcow2", directory / "vmlinuz", directory / "initrd.img")
+
+
+def machine_argv(store: MachineStore, record: MachineRecord, ssh_port: int) -> list[str]:
+    """QEMU's argv for ``record`` on this host. Raises MachineError for an unknown accelerator."""
+    files = MachineFiles(store.dir(record.name))
+    config = record.config
+    host = host_os()
+    arch = Arch.AARCH64 if platform.machine().lower() in ("arm64", "aarch64") else Arch.X86_64
+    try:
+        accel = Accel(config.accel) if config.accel else choose_accel(host, host is HostOS.LINUX and kvm_runs_guests())
+    except ValueError as exc:
+        raise MachineError(f"unknown accelerator {config.accel!r}") from exc
+    image = base_image(store, config.image_sha256)
+    share = Path(config.share) if config.share else None
+    paths = QemuPaths(disk=files.disk, seed=files.seed, serial_log=files.serial_log, ready_socket=files.ready_socket,
+                      qmp_socket=files.qmp_socket, kernel=image.kernel, initrd=image.initrd, share=share)
+    try:
+        return qemu_argv(QemuSpec(host, arch, accel, Resources(config.cpus, config.memory_mib), paths, ssh_port,
+                                  restrict_network=config.restrict_network))
+    except ValueError as exc:
+        raise MachineError(str(exc)) from exc
+
+
+@dataclass
+class Published:
+    """Host-side forwards of one container's published ports."""
+
+    tcp: list[SocketForwarder] = field(default_factory=list)
+    udp: list[int] = field(default_factory=list)
+
+
+class Agent:
+    """One machine's host side (see the module docstring)."""
+
+    def __init__(self, store: MachineStore, name: str) -> None:
+        self.store = store
+        self.name = name
+        self.files = MachineFiles(store.dir(name))
+        self.qemu: subprocess.Popen[bytes] | None = None
+        self.ssh: GuestSSH | None = None
+        self.api: SocketForwarder | None = None
+        self.published: dict[str, Published] = {}
+        self.ready_port: socket.socket | None = None
+        """Kept open while the machine runs, so the guest's writes to the ready port never block."""
+
+    # -- boot ---------------------------------------------------------------------------------------
+
+    def _launch(self) -> socket.socket:
+        record = self.store.load(self.name)
+        ssh_port = free_port()
+        ready = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.files.ready_socket.unlink(missing_ok=True)
+        ready.bind(str(self.files.ready_socket))
+        ready.listen(1)
+        self.files.serial_log.unlink(missing_ok=True)
+        argv = machine_argv(self.store, record, ssh_port)
+        log.info("starting %s", " ".join(argv))
+        with open(self.files.dir / "qemu.log", "wb") as out:
+            self.qemu = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+        self.store.update(self.name, ssh_port=ssh_port, qemu_pid=self.qemu.pid)
+        ready.settimeout(30)
+        try:
+            conn, _ = ready.accept()
+        except OSError as exc:
+            raise MachineError(f"QEMU did not open the ready port: {self._qemu_tail()}") from exc
+        finally:
+            ready.close()
+        return conn
+
+    def _qemu_tail(self) -> str:
+        text = (self.files.dir / "qemu.log").read_text(errors="replace").strip()
+        return text.splitlines()[-1] if text else "see qemu.log"
+
+    def _boot(self) -> None:
+        """Launch QEMU and wait for READY, provisioning berthd on the first boot. Raises MachineError."""
+        started = time.monotonic()
+        conn = self._launch()
+        conn.settimeout(1.0)
+        buffer = b""
+        while True:
+            if self.qemu is not None and self.qemu.poll() is not None:
+                raise MachineError(f"QEMU exited ({self.qemu.returncode}) during boot: {self._qemu_tail()}")
+            if time.monotonic() - started > BOOT_TIMEOUT:
+                raise MachineError(f"the machine was not ready after {BOOT_TIMEOUT:.0f}s (see serial.log)")
+            try:
+                chunk = conn.recv(256)
+            except TimeoutError:
+                continue
+            if not chunk:
+                raise MachineError("the ready port closed during boot")
+            buffer += chunk
+            while b"\n" in buffer:
+                line, _, buffer = buffer.partition(b"\n")
+                word = line.strip().decode(errors="replace")
+                log.info("guest: %s after %.1fs", word, time.monotonic() - started)
+                if word == "BOOTED":
+                    self._connect()
+                    if not self.store.load(self.name).provisioned:
+                        self._provision()
+                elif word == "READY":
+                    if self.ssh is None:
+                        self._connect()
+                    self.store.update(self.name, boot_seconds=round(time.monotonic() - started, 2))
+                    self.ready_port = conn
+                    return
+
+    def _connect(self) -> None:
+        if self.ssh is None:
+            record = self.store.load(self.name)
+            self.ssh = GuestSSH(record.ssh_port, self.files.user_key, self.files.host_key)
+
+    def _provision(self) -> None:
+        assert self.ssh is not None
+        wheels = guest_wheels(self.store.home / "_cache")
+        self.ssh.run(f"rm -rf {GUEST_WHEELS} && mkdir -p {GUEST_WHEELS}")
+        for wheel in wheels:
+            self.ssh.put(wheel, f"{GUEST_WHEELS}/{wheel.name}")
+        log.info("installing berthd in the guest (%d wheels)", len(wheels))
+        self.ssh.run("/usr/local/sbin/berth-guest-install")
+        self.store.update(self.name, provisioned=True)
+
+    # -- forwarding ---------------------------------------------------------------------------------
+
+    def _publish(self, container: str, ports: dict[str, object]) -> None:
+        assert self.ssh is not None
+        ssh = self.ssh
+        published = self.published.setdefault(container, Published())
+        for spec, bindings in ports.items():
+            if not isinstance(bindings, list):
+                continue
+            _, _, proto = spec.partition("/")
+            for port in sorted({int(b["HostPort"]) for b in bindings if isinstance(b, dict) and b.get("HostPort")}):
+                try:
+                    if proto == "udp":
+                        self._hostfwd("add", port)
+                        published.udp.append(port)
+                    else:
+                        published.tcp.append(SocketForwarder.tcp(port, functools.partial(ssh.open_tcp, port)))
+                except MachineError as exc:
+                    log.warning("%s", exc)
+        self._save_ports()
+
+    def _unpublish(self, container: str) -> None:
+        published = self.published.pop(container, None)
+        if published is None:
+            return
+        for forwarder in published.tcp:
+            forwarder.close()
+        for port in published.udp:
+            with suppress(MachineError):
+                self._hostfwd("remove", port)
+        self._save_ports()
+
+    def _hostfwd(self, verb: str, port: int) -> None:
+        rule = f"udp:127.0.0.1:{port}-:{port}" if verb == "add" else f"udp:127.0.0.1:{port}"
+        with QMP(self.files.qmp_socket) as qmp:
+            out = qmp.execute("human-monitor-command", **{"command-line": f"hostfwd_{verb} net0 {rule}"})
+        if any(word in str(out).lower() for word in ("invalid", "could not")):
+            raise MachineError(f"QEMU: {str(out).strip()}")
+
+    def _save_ports(self) -> None:
+        ports = sorted(f"127.0.0.1:{f.port}/tcp" for p in self.published.values() for f in p.tcp) + sorted(
+            f"127.0.0.1:{port}/udp" for p in self.published.values() for port in p.udp)
+        self.store.update(self.name, ports=ports)
+
+    async def _watch_containers(self) -> None:
+        """Publish the ports of running containers, then follow start/die events until QEMU exits."""
+        async with EngineClient(f"unix://{self.files.api_socket}", timeout=30) as client:
+            since = time.time()
+            for summary in await client.list_containers():
+                details = await client.inspect_container(summary.id)
+                self._publish(details.id, details.network_settings.get("Ports") or {})
+            async for event in client.events(since=since, filters={"type": ["container"],
+                                                                   "event": ["start", "die"]}):
+                if event.action == "start" and event.actor.id not in self.published:
+                    try:
+                        details = await client.inspect_container(event.actor.id)
+                    except APIError:
+                        continue
+                    self._publish(details.id, details.network_settings.get("Ports") or {})
+                elif event.action == "die":
+                    self._unpublish(event.actor.id)
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Boot, serve until QEMU exits; the process's exit code."""
+        try:
+            self._boot()
+            assert self.ssh is not None
+            ssh = self.ssh
+            self.api = SocketForwarder.unix(self.files.api_socket, lambda: ssh.open_tcp(GUEST_API_PORT))
+            self.store.transition(self.name, MachineState.RUNNING, error="")
+        except MachineError as exc:
+            log.error("%s", exc)
+            self._shutdown(MachineState.ERROR, str(exc))
+            return 1
+        assert self.qemu is not None
+        threading.Thread(target=self._watch_events, daemon=True).start()
+        self.qemu.wait()
+        log.info("QEMU exited (%s)", self.qemu.returncode)
+        self._shutdown(MachineState.STOPPED, "")
+        return 0
+
+    def _watch_events(self) -> None:
+        while self.qemu is not None and self.qemu.poll() is None:
+            try:
+                asyncio.run(self._watch_containers())
+            except (APIError, OSError, MachineError) as exc:
+                log.info("event stream ended: %s", exc)
+            time.sleep(0.5)
+
+    def _shutdown(self, state: MachineState, error: str) -> None:
+        if self.api is not None:
+            self.api.close()
+        for container in list(self.published):
+            self._unpublish(container)
+        if self.qemu is not None and self.qemu.poll() is None:
+            self.qemu.terminate()
+            with suppress(subprocess.TimeoutExpired):
+                self.qemu.wait(10)
+            if self.qemu.poll() is None:
+                self.qemu.kill()
+                self.qemu.wait()
+        if self.ssh is not None:
+            self.ssh.close()
+        if self.ready_port is not None:
+            self.ready_port.close()
+        for path in (self.files.api_socket, self.files.ready_socket, self.files.qmp_socket):
+            path.unlink(missing_ok=True)
+        record = self.store.load(self.name)
+        target = state if state is record.state or state in TRANSITIONS[record.state] else MachineState.STOPPED
+        self.store.transition(self.name, target, error=error, agent_pid=0, qemu_pid=0, ports=[])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m backend.machine.agent NAME``."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        sys.stderr.write("usage: python -m backend.machine.agent NAME\n")
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    agent = Agent(MachineStore(machine_home()), args[0])
+
+    def terminate(signum: int, frame: object) -> None:
+        if agent.qemu is None:
+            sys.exit(1)
+        agent.qemu.terminate()  # run() then shuts down as after a power-off
+
+    signal.signal(signal.SIGTERM, terminate)
+    return agent.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

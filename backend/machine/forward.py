@@ -1,0 +1,113 @@
+"""Byte relays between host sockets and SSH channels into the guest.
+
+:class:`SocketForwarder` listens on a host socket (the unix API socket, or ``127.0.0.1:<port>`` for a
+published port) and relays every accepted connection, in a thread of its own, to a fresh channel that
+``connect`` opens. Half-closes are passed on, so request/response and hijacked streams end as they should.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import threading
+from collections.abc import Callable
+from contextlib import suppress
+from pathlib import Path
+
+import paramiko
+
+from backend.machine.errors import MachineError
+
+log = logging.getLogger(__name__)
+_CHUNK = 65536
+
+
+def relay(sock: socket.socket, channel: paramiko.Channel) -> None:
+    """Copy bytes both ways until both directions ended; closes both."""
+    open_in, open_out = True, True  # host -> guest, guest -> host
+    try:
+        while open_in or open_out:
+            watched: list[socket.socket | paramiko.Channel] = []
+            if open_in:
+                watched.append(sock)
+            if open_out:
+                watched.append(channel)
+            ready, _, _ = select.select(watched, [], [])
+            if sock in ready:
+                data = sock.recv(_CHUNK)
+                if data:
+                    channel.sendall(data)
+                else:
+                    open_in = False
+                    channel.shutdown_write()
+            if channel in ready:
+                data = channel.recv(_CHUNK)
+                if data:
+                    sock.sendall(data)
+                else:
+                    open_out = False
+                    with suppress(OSError):
+                        sock.shutdown(socket.SHUT_WR)
+    except (OSError, paramiko.SSHException) as exc:
+        log.debug("relay ended: %s", exc)
+    finally:
+        channel.close()
+        sock.close()
+
+
+class SocketForwarder:
+    """A listening socket whose connections are relayed to channels from ``connect``. :meth:`close` stops
+    accepting (relays under way finish on their own)."""
+
+    def __init__(self, listener: socket.socket, connect: Callable[[], paramiko.Channel]) -> None:
+        self.port: int = listener.getsockname()[1] if listener.family == socket.AF_INET else 0
+        self._listener = listener
+        self._connect = connect
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def unix(path: Path, connect: Callable[[], paramiko.Channel]) -> SocketForwarder:
+        """Listen on the unix socket ``path`` (replacing a stale one; mode 0600)."""
+        path.unlink(missing_ok=True)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(path))
+        path.chmod(0o600)
+        listener.listen(64)
+        return SocketForwarder(listener, connect)
+
+    @staticmethod
+    def tcp(port: int, connect: Callable[[], paramiko.Channel]) -> SocketForwarder:
+        """Listen on ``127.0.0.1:port``. Raises MachineError when the port is taken."""
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind(("127.0.0.1", port))
+        except OSError as exc:
+            listener.close()
+            raise MachineError(f"cannot publish 127.0.0.1:{port} on the host: {exc.strerror}") from exc
+        listener.listen(64)
+        return SocketForwarder(listener, connect)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                sock, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._open, args=(sock,), daemon=True).start()
+
+    def _open(self, sock: socket.socket) -> None:
+        try:
+            channel = self._connect()
+        except MachineError as exc:
+            log.warning("%s", exc)
+            sock.close()
+            return
+        relay(sock, channel)
+
+    def close(self) -> None:
+        with suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
