@@ -19,7 +19,8 @@ from app.actions import ActionRunner
 from app.engine_session import EngineSession
 from app.live import LiveData
 from app.models.containers import ContainerRow
-from app.settings import Settings
+from app.settings import NOTIFICATIONS, Settings
+from app.theme import ThemeManager
 from app.tray import Tray
 from app.views.main_window import MainWindow
 from backend.api.client import EngineClient
@@ -32,13 +33,17 @@ class Desktop:
 
     def __init__(self, host: str | None, settings: Settings, *, notify: bool = True) -> None:
         self.client = EngineClient(host, user_agent="berth-desktop/0.1")
+        self.settings, self._notify = settings, notify
+        self.theme = ThemeManager(settings)
         self.runner = ActionRunner()
         self.session = EngineSession(self.client)
         self.live = LiveData(self.session, self.runner)
         self.window = MainWindow(self.session, self.live, self.runner, settings)
         self.quit_requested = asyncio.Event()
         self.tray = Tray(self.session, self.live, self.runner, open_dashboard=self.show_dashboard,
-                         open_logs=self.open_logs, quit=self.quit_requested.set, notify=notify)
+                         open_logs=self.open_logs, quit=self.quit_requested.set,
+                         notify=notify and settings.notifications)
+        settings.changed.connect(self._setting_changed)
         for long_work in (self.window.images_page.pull_dialog.long_finished, self.window.builds_page.long_finished):
             long_work.connect(self.tray.notify)
 
@@ -56,6 +61,10 @@ class Desktop:
 
     def open_logs(self, row: ContainerRow) -> object:
         return self.window.open_detail(row)
+
+    def _setting_changed(self, key: str) -> None:
+        if key == NOTIFICATIONS:
+            self.tray.show_notifications = self._notify and self.settings.notifications
 
     async def close(self) -> None:
         """Close the windows, hide the tray and stop watching the engine (the engine keeps running)."""
@@ -83,8 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     asyncio.set_event_loop(loop)
 
     async def run() -> None:
-        desktop = Desktop(args.host, Settings(QSettings()))
-        desktop.start(show_window=not args.hidden)
+        settings = Settings(QSettings())
+        desktop = Desktop(args.host or settings.engine_host or None, settings)
+        desktop.start(show_window=not args.hidden and settings.open_dashboard)
         if not desktop.tray.icon.isVisible():  # no tray to come back from: closing the window quits
             desktop.window.closed.connect(desktop.quit_requested.set)
         await desktop.quit_requested.wait()

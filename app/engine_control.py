@@ -1,8 +1,8 @@
 """Starting, stopping and restarting the engine in native mode (Qt-free).
 
 When the ``berthd`` systemd unit is installed the engine is managed with ``systemctl`` (through ``pkexec``
-when not root, which asks for the password in a desktop prompt). Without the unit there is nothing the app
-can start, and :func:`control_engine` says so.
+when not root, which asks for the password in a desktop prompt). Without the unit (or without pkexec) there is
+nothing the app can start, and :func:`control_engine` says what to run instead.
 """
 
 from __future__ import annotations
@@ -32,18 +32,35 @@ def unit_installed() -> bool:
 
 
 def command_line(command: EngineCommand) -> list[str]:
-    """The command that carries out ``command``. Raises EngineControlError when the unit is not installed."""
+    """The command that carries out ``command``. Raises EngineControlError when the unit is not installed, or
+    when not root and pkexec is missing."""
     if not unit_installed():
         raise EngineControlError(f"the {UNIT} unit is not installed: start berthd yourself (sudo berthd)")
     argv = ["systemctl", command.value, UNIT]
-    return argv if os.geteuid() == 0 else ["pkexec", *argv]
+    if os.geteuid() == 0:
+        return argv
+    if shutil.which("pkexec") is None:
+        raise EngineControlError(f"pkexec is not installed, so the app cannot ask for your password: run "
+                                 f"sudo systemctl {command.value} {UNIT}")
+    return ["pkexec", *argv]
+
+
+def failure_message(argv: list[str], returncode: int, stderr: str) -> str:
+    """What a failed ``argv`` means in plain words: pkexec's prompt dismissed (126) or refused (127), else the
+    command's last line of stderr."""
+    if argv[0] == "pkexec" and returncode == 126:
+        return "the password prompt was dismissed: the engine was not changed"
+    if argv[0] == "pkexec" and returncode == 127:
+        return f"not authorized to control {UNIT}: ask an administrator, or run sudo {' '.join(argv[1:])}"
+    lines = stderr.strip().splitlines()
+    return lines[-1] if lines else f"{' '.join(argv)} failed (exit status {returncode})"
 
 
 async def control_engine(command: EngineCommand) -> None:
-    """Run ``command`` and wait for it. Raises EngineControlError with systemctl's message when it fails."""
-    proc = await asyncio.create_subprocess_exec(*command_line(command), stdout=asyncio.subprocess.DEVNULL,
+    """Run ``command`` and wait for it. Raises EngineControlError saying why when it fails."""
+    argv = command_line(command)
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.DEVNULL,
                                                 stderr=asyncio.subprocess.PIPE)
     _, err = await proc.communicate()
     if proc.returncode != 0:
-        message = err.decode(errors="replace").strip().splitlines()
-        raise EngineControlError(message[-1] if message else f"systemctl {command.value} failed")
+        raise EngineControlError(failure_message(argv, proc.returncode or 0, err.decode(errors="replace")))

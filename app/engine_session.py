@@ -19,6 +19,7 @@ from PySide6.QtCore import QObject, Signal
 from app.formatting import describe_error
 from backend.api.client import EngineClient
 from backend.api.errors import APIError, EngineUnreachable
+from backend.api.host import parse_host
 
 
 class EngineState(Enum):
@@ -59,6 +60,15 @@ class EngineSession(QObject):
                 await self._task
             self._task = None
         await self.client.aclose()
+
+    async def reconnect(self, host: str) -> None:
+        """Watch the engine at ``host`` from now on (state STARTING until it answers). Raises HostError for an
+        unusable address, before anything changes."""
+        parse_host(host)
+        await self.stop()
+        self.client.retarget(host)
+        self._set_state(EngineState.STARTING, f"Connecting to {host}…")
+        self.start()
 
     def _set_state(self, state: EngineState, message: str) -> None:
         if (state, message) != (self.state, self.message):

@@ -32,23 +32,14 @@ from app.views.containers_page import ContainersPage
 from app.views.engine_page import EnginePage
 from app.views.networks_page import NetworksPage
 from app.views.resource_pages import ImagesPage
+from app.views.settings_page import SettingsPage
 from app.views.table_page import TablePage
+from app.views.troubleshoot_page import TroubleshootPage
 from app.views.volumes_page import VolumesPage
 from app.widgets.banner import ErrorBanner
 
 STATE_DOTS = {EngineState.RUNNING: "#2e9e44", EngineState.STARTING: "#2f7ed8", EngineState.STOPPED: "#8a8f98",
               EngineState.ERROR: "#d23c3c"}
-
-
-def _note_page(title: str, text: str) -> QWidget:
-    page = QWidget()
-    layout = QVBoxLayout(page)
-    layout.addWidget(QLabel(f"<b>{title}</b>"))
-    note = QLabel(text)
-    note.setWordWrap(True)
-    layout.addWidget(note)
-    layout.addStretch(1)
-    return page
 
 
 class MainWindow(QMainWindow):
@@ -74,10 +65,8 @@ class MainWindow(QMainWindow):
             "Networks": NetworksPage(live.networks, client, runner),
             "Builds": self.builds_page,
             "Engine": self.engine_page,
-            "Settings": _note_page("Settings", f"Notifications: {'on' if settings.notifications else 'off'}. "
-                                               f"Engine address: {client.address}"),
-            "Troubleshoot": _note_page("Troubleshoot", "If the engine is not running, start it from the Engine "
-                                                       "page or with: sudo systemctl start berthd"),
+            "Settings": SettingsPage(settings, session, runner),
+            "Troubleshoot": TroubleshootPage(session, runner, settings),
         }
         self.sidebar = QListWidget()
         self.sidebar.setFixedWidth(170)

@@ -119,6 +119,13 @@ class EngineClient:
         for resp in list(self._streams):
             await resp.aclose()
 
+    def retarget(self, host: str) -> None:
+        """Send later requests to the engine at ``host`` (the API version is negotiated again); streams already
+        open stay where they are. Raises HostError for an unusable address (nothing changes)."""
+        self.address = parse_host(host)
+        self._prefix = None
+        self.api_version = None
+
     # -- plumbing ------------------------------------------------------------------------------------
 
     async def _url(self, path: str, versioned: bool = True) -> str:
