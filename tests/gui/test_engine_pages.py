@@ -15,6 +15,7 @@ from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QApplication
 
 from app.actions import ActionRunner
+from app.application import Desktop
 from app.diagnostics import CheckStatus, run_checks
 from app.engine_session import EngineSession, EngineState
 from app.settings import EngineMode, Settings, ThemeChoice, VmLimits
@@ -260,3 +261,19 @@ def test_troubleshoot_checks_and_bundle_against_the_daemon(qtbot, live_session, 
                          "hint": ""}
     assert version["ApiVersion"] == "1.41" and info["DockerRootDir"]
     assert exported["app/theme"] == "dark" and "window/geometry" not in exported
+
+
+def test_desktop_applies_the_theme_and_the_notifications_setting(qtbot, qloop, tmp_path) -> None:
+    settings = make_settings(tmp_path)
+    settings.theme, settings.notifications = ThemeChoice.DARK, False
+    desktop = Desktop(f"unix://{tmp_path}/missing.sock", settings)
+    try:
+        assert desktop.theme.appearance is Appearance.DARK and not desktop.tray.show_notifications
+        settings.notifications = True
+        assert desktop.tray.show_notifications
+        page = desktop.window.pages["Settings"]
+        assert isinstance(page, SettingsPage)
+        page.theme.setCurrentIndex(page.theme.findData(ThemeChoice.LIGHT))
+        assert settings.theme is ThemeChoice.LIGHT and desktop.theme.appearance is Appearance.LIGHT
+    finally:
+        run_async(qtbot, desktop.close())

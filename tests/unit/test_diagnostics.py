@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import os
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ import pytest
 from app import autostart, diagnostics
 from app.diagnostics import CheckStatus
 from app.engine_control import failure_message
+from backend.api.client import EngineClient
 from backend.api.types import Version
 
 
@@ -114,3 +117,33 @@ def test_engine_control_messages() -> None:
     assert failure_message(pkexec[1:], 5, "warning\nFailed to start berthd.service: Unit not found.\n") == (
         "Failed to start berthd.service: Unit not found.")
     assert failure_message(pkexec[1:], 1, "") == "systemctl start berthd.service failed (exit status 1)"
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="drops to nobody, so must start as root")
+def test_permission_denied_on_the_socket_hints_at_the_berth_group(tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    folder.mkdir(mode=0o755)
+    os.chmod(tmp_path, 0o755)
+    path = folder / "berth.sock"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        os.chmod(path, 0o600)  # root's only, as berthd's socket is root:berth 0660
+        server.listen()
+        reader, writer = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child checks as nobody, and reports through the pipe
+            try:
+                os.setgroups([])
+                os.setresgid(65534, 65534, 65534)
+                os.setresuid(65534, 65534, 65534)
+                result, _, _ = asyncio.run(diagnostics.check_engine(EngineClient(f"unix://{path}")))
+                os.write(writer, json.dumps([result.status.value, result.detail, result.hint]).encode())
+            finally:
+                os._exit(0)
+        os.close(writer)
+        with os.fdopen(reader, "rb") as answer:
+            status, detail, hint = json.loads(answer.read())
+        os.waitpid(pid, 0)
+    assert status == "fail" and detail == f"permission denied on unix://{path}"
+    assert hint == diagnostics.GROUP_HINT and "usermod -aG berth" in hint
