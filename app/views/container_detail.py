@@ -21,6 +21,7 @@ from app.actions import ActionRunner
 from app.engine_session import EngineSession
 from app.live import Reloader
 from app.models.containers import ContainerRow
+from app.views.exec_tab import ExecTab
 from app.views.stats_tab import StatsTab
 from app.widgets.json_tree import JsonTree
 from app.widgets.log_view import LogView
@@ -105,8 +106,10 @@ class ContainerDetail(QWidget):
         self.logs = LogView(client, row.id)
         self.inspect = JsonTree()
         self.stats = StatsTab(client, row.id)
+        self.exec_tab = ExecTab(client, row.id)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.logs, "Logs")
+        self.tabs.addTab(self.exec_tab, "Exec")
         self.tabs.addTab(self.inspect, "Inspect")
         self.tabs.addTab(self.stats, "Stats")
         layout = QVBoxLayout(self)
@@ -144,6 +147,7 @@ class ContainerDetail(QWidget):
     def closeEvent(self, event: QCloseEvent) -> None:
         self.logs.stop()
         self.stats.stop()
+        self.exec_tab.stop()
         super().closeEvent(event)
 
     async def _load(self) -> None:
