@@ -30,8 +30,8 @@ from app.views.builds_page import BuildsPage, default_history
 from app.views.container_detail import ContainerDetail
 from app.views.containers_page import ContainersPage
 from app.views.engine_page import EnginePage
+from app.views.images_page import ImagesPage
 from app.views.networks_page import NetworksPage
-from app.views.resource_pages import ImagesPage
 from app.views.settings_page import SettingsPage
 from app.views.table_page import TablePage
 from app.views.troubleshoot_page import TroubleshootPage
@@ -55,7 +55,7 @@ class MainWindow(QMainWindow):
         self.resize(1100, 680)
         client = session.client
         self.containers_page = ContainersPage(live.containers, client, runner)
-        self.images_page = ImagesPage(live.images, client, runner)
+        self.images_page = ImagesPage(live, client, runner)
         self.engine_page = EnginePage(session, runner)
         self.builds_page = BuildsPage(client, runner, default_history(settings.store))
         self.pages: dict[str, QWidget] = {
@@ -110,6 +110,7 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
         self.detail_windows: dict[str, ContainerDetail] = {}
         self.containers_page.open_detail.connect(self.open_detail)
+        self.images_page.open_detail.connect(self.open_detail)
         runner.failed.connect(self.banner.show_message)
         session.state_changed.connect(self._engine_state)
         self._engine_state(session.state, session.message)
