@@ -12,9 +12,11 @@ import codecs
 import contextlib
 import re
 import time
+from dataclasses import dataclass, replace
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import (
+    QBrush,
     QColor,
     QFont,
     QFontDatabase,
@@ -53,15 +55,39 @@ _BASIC = ("#000000", "#cd3131", "#0dbc79", "#c8a800", "#2472c8", "#bc3fbc", "#11
 _CUBE = (0, 95, 135, 175, 215, 255)
 
 
-def colour_256(number: int) -> QColor:
-    """xterm's 256-colour palette: 16 basic colours, a 6x6x6 cube, 24 greys."""
+def colour_256(number: int) -> str:
+    """xterm's 256-colour palette (16 basic colours, a 6x6x6 cube, 24 greys) as ``#rrggbb``."""
     if number < 16:
-        return QColor(_BASIC[number])
+        return _BASIC[number]
     if number < 232:
         number -= 16
-        return QColor(_CUBE[number // 36], _CUBE[number // 6 % 6], _CUBE[number % 6])
+        return f"#{_CUBE[number // 36]:02x}{_CUBE[number // 6 % 6]:02x}{_CUBE[number % 6]:02x}"
     grey = 8 + 10 * (number - 232)
-    return QColor(grey, grey, grey)
+    return f"#{grey:02x}{grey:02x}{grey:02x}"
+
+
+@dataclass(frozen=True)
+class Style:
+    """The SGR state: colours as ``#rrggbb`` (None: the view's own), bold, italic, underline."""
+
+    foreground: str | None = None
+    background: str | None = None
+    bold: bool = False
+    italic: bool = False
+    underline: bool = False
+
+    def char_format(self) -> QTextCharFormat:
+        """The style as a text format."""
+        fmt = QTextCharFormat()
+        if self.foreground:
+            fmt.setForeground(QBrush(QColor(self.foreground)))
+        if self.background:
+            fmt.setBackground(QBrush(QColor(self.background)))
+        if self.bold:
+            fmt.setFontWeight(QFont.Weight.Bold)
+        fmt.setFontItalic(self.italic)
+        fmt.setFontUnderline(self.underline)
+        return fmt
 
 
 class AnsiFormatter:
@@ -70,12 +96,13 @@ class AnsiFormatter:
     dropped. An escape cut off at the end of a call is kept for the next one."""
 
     def __init__(self) -> None:
-        self._format = QTextCharFormat()
+        self.style = Style()
         self._tail = ""
+        self._formats: dict[Style, QTextCharFormat] = {}
 
     def reset(self) -> None:
         """Forget colours and any partial escape."""
-        self._format, self._tail = QTextCharFormat(), ""
+        self.style, self._tail = Style(), ""
 
     def runs(self, text: str) -> list[tuple[str, QTextCharFormat]]:
         """The printable runs of ``text`` with their formats."""
@@ -88,50 +115,54 @@ class AnsiFormatter:
         position = 0
         for match in _ESCAPE.finditer(text):
             if match.start() > position:
-                runs.append((text[position:match.start()], QTextCharFormat(self._format)))
+                runs.append((text[position:match.start()], self._format()))
             if match.group(2) == "m":
-                self._apply(match.group(1))
+                self.style = self._apply(self.style, match.group(1))
             position = match.end()
         if position < len(text):
-            runs.append((text[position:], QTextCharFormat(self._format)))
+            runs.append((text[position:], self._format()))
         return runs
 
-    def _apply(self, parameters: str) -> None:
+    def _format(self) -> QTextCharFormat:
+        if self.style not in self._formats:
+            self._formats[self.style] = self.style.char_format()
+        return self._formats[self.style]
+
+    @staticmethod
+    def _apply(style: Style, parameters: str) -> Style:
         codes = [int(c) if c.isdigit() else 0 for c in parameters.split(";")] if parameters else [0]
-        fmt = self._format
         while codes:
             code = codes.pop(0)
             if code == 0:
-                fmt = QTextCharFormat()
-            elif code == 1:
-                fmt.setFontWeight(QFont.Weight.Bold)
-            elif code == 22:
-                fmt.setFontWeight(QFont.Weight.Normal)
+                style = Style()
+            elif code in (1, 22):
+                style = replace(style, bold=code == 1)
             elif code in (3, 23):
-                fmt.setFontItalic(code == 3)
+                style = replace(style, italic=code == 3)
             elif code in (4, 24):
-                fmt.setFontUnderline(code == 4)
+                style = replace(style, underline=code == 4)
             elif 30 <= code <= 37 or 90 <= code <= 97:
-                fmt.setForeground(QColor(_BASIC[code - 30 if code < 90 else code - 82]))
+                style = replace(style, foreground=_BASIC[code - 30 if code < 90 else code - 82])
             elif 40 <= code <= 47 or 100 <= code <= 107:
-                fmt.setBackground(QColor(_BASIC[code - 40 if code < 100 else code - 92]))
-            elif code in (39, 49):
-                fmt.clearProperty(QTextCharFormat.Property.ForegroundBrush if code == 39
-                                  else QTextCharFormat.Property.BackgroundBrush)
+                style = replace(style, background=_BASIC[code - 40 if code < 100 else code - 92])
+            elif code == 39:
+                style = replace(style, foreground=None)
+            elif code == 49:
+                style = replace(style, background=None)
             elif code in (38, 48) and codes:
-                colour = self._extended(codes)
+                colour = AnsiFormatter._extended(codes)
                 if colour is not None:
-                    (fmt.setForeground if code == 38 else fmt.setBackground)(colour)
-        self._format = fmt
+                    style = replace(style, foreground=colour) if code == 38 else replace(style, background=colour)
+        return style
 
     @staticmethod
-    def _extended(codes: list[int]) -> QColor | None:
+    def _extended(codes: list[int]) -> str | None:
         kind = codes.pop(0)
         if kind == 5 and codes:
             return colour_256(min(codes.pop(0), 255))
         if kind == 2 and len(codes) >= 3:
             red, green, blue = (min(codes.pop(0), 255) for _ in range(3))
-            return QColor(red, green, blue)
+            return f"#{red:02x}{green:02x}{blue:02x}"
         return None
 
 
