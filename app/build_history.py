@@ -108,9 +108,9 @@ class StepTracker:
                     changed.append(step)
                 self.steps.append(Step(int(match[1]), int(match[2]), match[3].strip(), self._clock()))
                 changed.append(self.steps[-1])
-            elif line.strip() == "---> Using cache" and self.current is not None:
-                self.current.state = StepState.CACHED
-                changed.append(self.current)
+            elif line.strip() == "---> Using cache" and (step := self.current) is not None:
+                step.state = StepState.CACHED
+                changed.append(step)
         return changed
 
     def finish(self, state: StepState) -> Step | None:
