@@ -87,7 +87,8 @@ async def check_engine(client: EngineClient) -> tuple[CheckResult, Version | Non
         cause = exc.__cause__
         if isinstance(cause, PermissionError):
             return CheckResult(name, CheckStatus.FAIL, f"permission denied on {where}", GROUP_HINT), None, None
-        return (CheckResult(name, CheckStatus.FAIL, f"no engine answers at {where}: {exc.message}",
+        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else exc.message
+        return (CheckResult(name, CheckStatus.FAIL, f"no engine answers at {where} ({reason})",
                             "start the engine from the Engine page, or: sudo systemctl start berthd (or sudo "
                             "berthd)"), None, None)
     except APIError as exc:

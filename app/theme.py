@@ -19,7 +19,6 @@ ACCENT = "#2f7ed8"
 # Compact rows, an accent for the current page in the sidebar, chips and links in the accent.
 STYLESHEET = f"""
 QTreeView::item, QTableView::item {{ padding: 2px 4px; }}
-QListWidget::item {{ padding: 6px 8px; border-radius: 4px; }}
 QListWidget::item:selected {{ background: {ACCENT}; color: white; }}
 QPushButton:flat {{ border: none; }}
 """

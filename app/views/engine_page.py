@@ -205,6 +205,9 @@ class EnginePage(QWidget):
 
     def _state_changed(self, state: EngineState, message: str) -> None:
         self.state.setText(f"State: {state.value} — {message}")
+        if state is not EngineState.RUNNING:  # no stale facts while the engine is away
+            for label in [*self.facts.values(), *(label for row in self.usage_labels.values() for label in row)]:
+                label.setText("—")
 
     async def _load(self) -> None:
         client = self.session.client

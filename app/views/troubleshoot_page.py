@@ -11,6 +11,7 @@ from PySide6.QtGui import QBrush, QColor, QFontDatabase, QShowEvent
 from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QPlainTextEdit,
     QPushButton,
@@ -41,8 +42,9 @@ def _choose_bundle_path(parent: QWidget) -> Path | None:
 
 
 class TroubleshootPage(QWidget):
-    """``results`` lists the checks (name, status, detail, hint); ``log`` shows berthd's log; ``message`` says
-    what the last export or reset did. ``confirm(question)`` and ``choose_path()`` are replaceable (tests)."""
+    """``results`` lists the checks (name, status, detail with the hint below it); ``log`` shows berthd's log;
+    ``message`` says what the last export or reset did. ``confirm(question)`` and ``choose_path()`` are
+    replaceable (tests)."""
 
     def __init__(self, session: EngineSession, runner: ActionRunner, settings: Settings,
                  parent: QWidget | None = None) -> None:
@@ -52,9 +54,11 @@ class TroubleshootPage(QWidget):
         self.choose_path: Callable[[], Path | None] = lambda: _choose_bundle_path(self)
         self.diagnosis: Diagnosis | None = None
         self.results = QTreeWidget()
-        self.results.setHeaderLabels(["Check", "Status", "Found", "What to do"])
+        self.results.setHeaderLabels(["Check", "Status", "Result"])
         self.results.setRootIsDecorated(False)
         self.results.setWordWrap(True)
+        for column in range(2):
+            self.results.header().setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         self.log_source = QLabel()
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
@@ -119,13 +123,11 @@ class TroubleshootPage(QWidget):
         self.diagnosis = await diagnostics.run_checks(self.session.client)
         self.results.clear()
         for result in self.diagnosis.results:
-            texts = [result.name, result.status.value, result.detail, result.hint]
-            item = QTreeWidgetItem(texts)
+            found = f"{result.detail}\nWhat to do: {result.hint}" if result.hint else result.detail
+            item = QTreeWidgetItem([result.name, result.status.value, found])
             item.setForeground(1, QBrush(QColor(STATUS_COLOURS[result.status].value)))
-            for column, text in enumerate(texts):
-                item.setToolTip(column, text)
+            item.setToolTip(2, found)
             self.results.addTopLevelItem(item)
-        self.results.resizeColumnToContents(0)
         await self._load_log()
 
     async def _load_log(self) -> None:
