@@ -62,13 +62,15 @@ class RowFilterProxy(QSortFilterProxyModel):
 
     def set_text(self, text: str) -> None:
         """Filter by ``text`` (re-filters at once)."""
+        self.beginFilterChange()
         self.text = text.strip().lower()
-        self.invalidateFilter()
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     def set_row_filter(self, predicate: Callable[[object], bool] | None) -> None:
         """Filter by ``predicate`` on the row objects (None: all rows)."""
+        self.beginFilterChange()
         self.row_filter = predicate
-        self.invalidateFilter()
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex | QPersistentModelIndex) -> bool:
         if not self.text and self.row_filter is None:
