@@ -50,9 +50,10 @@ def entry_text(command: list[str]) -> str:
 
 
 def app_command() -> list[str]:
-    """The command that starts the app: the installed ``berth-desktop``, else this interpreter running it."""
-    found = shutil.which("berth-desktop")
-    return [found] if found else [sys.executable, "-c", "import sys, app.application as a; sys.exit(a.main())"]
+    """The command that starts the app: ``berth-desktop`` on PATH, else the one beside this interpreter (a venv
+    not on PATH), else the bare name."""
+    beside = Path(sys.executable).with_name("berth-desktop")
+    return [shutil.which("berth-desktop") or (str(beside) if beside.exists() else "berth-desktop")]
 
 
 def set_start_at_login(enabled: bool, env: Mapping[str, str] = os.environ) -> Path:

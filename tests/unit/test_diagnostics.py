@@ -103,7 +103,9 @@ def test_autostart_written_and_removed(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     path = autostart.set_start_at_login(True)
     assert path == tmp_path / "autostart" / "berth-desktop.desktop"
-    assert "Exec=" in path.read_text() and os.listdir(path.parent) == [path.name]
+    command = autostart.app_command()
+    assert command[0].endswith("berth-desktop") and f"Exec={command[0]}\n" in path.read_text()
+    assert os.listdir(path.parent) == [path.name]  # no temp file left
     autostart.set_start_at_login(False)
     assert not path.exists()
     autostart.set_start_at_login(False)  # removing twice is fine
