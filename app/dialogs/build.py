@@ -47,7 +47,6 @@ from app.build_history import BuildRecord, BuildRequest, BuildResult, Step, Step
 from app.formatting import describe_error, short_id, strip_ansi
 from backend.api.build_context import add_context, read_dockerignore
 from backend.api.client import EngineClient
-from backend.api.errors import APIError
 
 STATE_COLOURS = {StepState.RUNNING: "#2f7ed8", StepState.DONE: "#2e9e44", StepState.CACHED: "#8a8f98",
                  StepState.FAILED: "#d23c3c", StepState.CANCELLED: "#d99a00"}
@@ -296,7 +295,7 @@ class BuildDialog(QDialog):
         except asyncio.CancelledError:
             result = BuildResult.CANCELLED
             raise
-        except (APIError, OSError, ValueError) as exc:
+        except Exception as exc:  # the runner reports it; the record keeps it in one line
             message = describe_error(exc)
             raise
         finally:
@@ -306,8 +305,9 @@ class BuildDialog(QDialog):
         """Show one build message; returns the image ID when it carries one."""
         text = message.get("stream")
         if isinstance(text, str):
+            text = strip_ansi(text)
             self._append(text)
-            for step in self.tracker.feed(strip_ansi(text)):
+            for step in self.tracker.feed(text):
                 self._show_step(step)
         elif message.get("status"):
             layer = message.get("id")
