@@ -11,7 +11,9 @@ Output is repainted at most about 60 times a second however fast it comes.
 from __future__ import annotations
 
 import sys
+from collections import deque
 from functools import lru_cache
+from typing import Any
 
 import pyte
 from PySide6.QtCore import QEvent, QPoint, QPointF, QRectF, QSize, Qt, QTimer, Signal
@@ -35,7 +37,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QWidget
 from pyte.graphics import FG_BG_256
-from pyte.screens import Char, StaticDefaultDict
+from pyte.screens import Char, Margins, StaticDefaultDict
 
 Line = StaticDefaultDict[int, Char]
 Cell = tuple[int, int]  # (line in scrollback + screen, column)
@@ -93,12 +95,47 @@ def _colour(name: str) -> QColor | None:
     return colour if colour.isValid() and len(value) == 6 else None
 
 
-class _Screen(pyte.HistoryScreen):
-    """pyte's screen with scrollback; its answers to the process (cursor reports) wait in ``replies``."""
+class _Screen(pyte.Screen):
+    """pyte's screen plus a scrollback: ``history`` keeps the lines that scroll off the top of the screen (not
+    those scrolled within a region a program set, as xterm does). Answers to the process (cursor reports) wait
+    in ``replies``. (pyte's HistoryScreen wraps every call and is four times slower.)"""
 
     def __init__(self, columns: int, lines: int, history: int) -> None:
-        super().__init__(columns, lines, history=history)
+        self.history: deque[Line] = deque(maxlen=history)
         self.replies: list[str] = []
+        super().__init__(columns, lines)
+
+    def index(self) -> None:
+        top, bottom = self.margins or Margins(0, self.lines - 1)
+        if self.cursor.y == bottom and top == 0:
+            self.history.append(self.buffer[top])
+        super().index()
+
+    def reset(self) -> None:
+        super().reset()
+        self.history.clear()
+
+    def resize(self, lines: int | None = None, columns: int | None = None) -> None:
+        """As pyte's, except that a shorter screen keeps the cursor's line: the lines above it that no longer
+        fit go to the scrollback and blank lines below it go away (pyte drops lines from the top and leaves the
+        cursor on another line)."""
+        lines = lines or self.lines
+        if lines < self.lines:
+            drop = max(0, self.cursor.y + 1 - lines)
+            self.history.extend(self.buffer[y] for y in range(drop))
+            for y in range(self.lines - drop):
+                self.buffer[y] = self.buffer[y + drop]
+            for y in range(lines, self.lines):
+                self.buffer.pop(y, None)
+            self.cursor.y -= drop
+            self.lines = lines
+        super().resize(lines, columns)
+        self.set_margins()
+
+    def erase_in_display(self, how: int = 0, *args: Any, **kwargs: Any) -> None:
+        super().erase_in_display(how, *args, **kwargs)
+        if how == 3:  # "clear the scrollback" (clear(1) sends it)
+            self.history.clear()
 
     def write_process_input(self, data: str) -> None:
         self.replies.append(data)
@@ -155,7 +192,7 @@ class TerminalWidget(QWidget):
         the process (cursor position reports) go out on ``send``. Clears the selection."""
         self._stream.feed(data)
         self._selection = self._anchor = None
-        self._offset = min(self._offset, len(self.vt.history.top))
+        self._offset = min(self._offset, len(self.vt.history))
         if self.vt.replies:
             replies, self.vt.replies = self.vt.replies, []
             self.send.emit("".join(replies).encode())
@@ -176,16 +213,16 @@ class TerminalWidget(QWidget):
 
     def scroll_back(self, lines: int) -> None:
         """Scroll the view ``lines`` back into the history (negative: forward), within the history."""
-        self._offset = max(0, min(len(self.vt.history.top), self._offset + lines))
+        self._offset = max(0, min(len(self.vt.history), self._offset + lines))
         self.update()
 
     def _line(self, index: int) -> Line:
         """Line ``index`` of history + screen (0 is the oldest line kept)."""
-        top = self.vt.history.top
-        return top[index] if index < len(top) else self.vt.buffer[index - len(top)]
+        history = self.vt.history
+        return history[index] if index < len(history) else self.vt.buffer[index - len(history)]
 
     def _first_visible(self) -> int:
-        return len(self.vt.history.top) - self._offset
+        return len(self.vt.history) - self._offset
 
     # -- selection and clipboard ---------------------------------------------------------------------
 
@@ -308,7 +345,7 @@ class TerminalWidget(QWidget):
         rows = max(1, int(self.height() // height))
         if (columns, rows) != (self.columns, self.rows):
             self.vt.resize(rows, columns)
-            self._offset = min(self._offset, len(self.vt.history.top))
+            self._offset = min(self._offset, len(self.vt.history))
             self._selection = self._anchor = None
             self.resized.emit(columns, rows)
         super().resizeEvent(event)
@@ -352,9 +389,10 @@ class TerminalWidget(QWidget):
 
             col = 0
             while col < self.columns:  # one run of cells that look the same
-                char, (_, selected, at_cursor) = line[col], look(col)
+                char, style = line[col], look(col)
+                _, selected, at_cursor = style
                 end = col + 1
-                while end < self.columns and look(end) == look(col):
+                while end < self.columns and look(end) == style:
                     end += 1
                 fg, bg = _colour(char.fg) or default_fg, _colour(char.bg) or default_bg
                 if char.reverse != (at_cursor and self.hasFocus()):

@@ -144,6 +144,20 @@ def test_resize_changes_the_screen_and_says_so(qtbot, term) -> None:
     assert term.text()[0] == " " * 99 + "@"
 
 
+def test_a_shorter_screen_keeps_the_cursor_line_and_scrolls_the_rest_back(term) -> None:
+    width, height, _ = term._metrics()
+    term.resize(int(80 * width) + 2, int(24 * height) + 2)
+    term.feed("\r\n".join(f"l{n}" for n in range(20)).encode())  # the cursor is on row 19
+    term.resize(int(80 * width) + 2, int(10 * height) + 2)
+    assert term.rows == 10 and term.text()[-1] == "l19" and (term.vt.cursor.y, term.vt.cursor.x) == (9, 3)
+    term.scroll_back(10)
+    assert term.text()[0] == "l0"
+    term.reset()
+    term.feed(b"a\r\nb")
+    term.resize(int(80 * width) + 2, int(5 * height) + 2)  # blank lines below the cursor go first
+    assert term.text()[:2] == ["a", "b"]
+
+
 def test_scrollback_with_the_wheel_and_back_on_typing(qtbot, term) -> None:
     term.resize(term.sizeHint())
     qtbot.wait(10)
