@@ -72,9 +72,12 @@ def equivalent(doc: dict) -> tuple:
             host["PortBindings"], host["RestartPolicy"], host["NetworkMode"], host["Binds"])
 
 
-def open_run_dialog(qtbot, page: ImagesPage) -> RunDialog:
+def open_run_dialog(qtbot, page: ImagesPage, *, double_click: bool = False) -> RunDialog:
     select_image(qtbot, page, "busybox:latest")
-    page.run_button.click()
+    if double_click:
+        page.view.doubleClicked.emit(page.view.selectionModel().selectedRows()[0])
+    else:
+        page.run_button.click()
     assert isinstance(page.dialog, RunDialog)
     return page.dialog
 
@@ -150,7 +153,7 @@ def test_run_dialog_runs_a_container_and_its_command_makes_the_same(qtbot, deskt
 
 def test_run_dialog_shows_bad_input_inline_and_sends_nothing(qtbot, desktop, berthd_with_busybox) -> None:
     name = unique()
-    dialog = open_run_dialog(qtbot, page_of(desktop))
+    dialog = open_run_dialog(qtbot, page_of(desktop), double_click=True)
     dialog.name.setText(name)
     dialog.ports.add_row()[0].setText("8080:abc")
     dialog.env.add_row()[0].setText("NOEQUALS")
@@ -326,3 +329,25 @@ def test_history_lists_the_layers(qtbot, desktop, berthd_with_busybox) -> None:
     assert [dialog.layers.topLevelItem(i).text(2) for i in range(len(expected))] == expected
     assert dialog.layers.topLevelItem(0).text(1).endswith("ago")
     assert dialog.status.text().startswith(f"{len(expected)} entries")
+
+
+def test_pull_dialog_shows_each_layers_progress(qtbot, desktop, berthd_with_busybox, registry) -> None:
+    source, image = unique(), f"{registry.domain}/gui/{unique('pulled')}:1"
+    berthd_with_busybox.docker("run", "--name", source, "busybox", "sh", "-c", "echo new > /layer")
+    berthd_with_busybox.docker("commit", source, image)
+    berthd_with_busybox.docker("rm", source)
+    berthd_with_busybox.docker("push", image)
+    berthd_with_busybox.docker("rmi", image)  # the committed layer goes with it; busybox's stays
+    page = page_of(desktop)
+    try:
+        page.show_pull()
+        dialog = page.pull_dialog
+        dialog.reference.setText(image)
+        dialog.pull_button.click()
+        run_async(qtbot, eventually(lambda: dialog.pull_button.isEnabled(), 30, "the pull"))
+        assert dialog.status.text() == f"Pulled {image}"
+        statuses = sorted(status for status, value, maximum in dialog.layers.layers().values() if value == maximum)
+        assert statuses == ["Already exists", "Pull complete"]
+        run_async(qtbot, eventually(lambda: any(image in r.tags for r in page.images.rows), 5, "the image"))
+    finally:
+        berthd_with_busybox.docker("rmi", "-f", image, check=False)
