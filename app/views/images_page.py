@@ -1,8 +1,8 @@
 """The Images page: the images table with Pull…, Run…, Tag…, Push…, History and Delete.
 
 Double-click runs the image (the Run dialog). Delete names the containers that use an image (counted from the
-live containers model) and then deletes by force. A container run without "background" opens its logs through
-``open_detail(ContainerRow)``.
+live containers model) and, once confirmed, deletes an image in use by force. A container run without
+"background" opens its logs through ``open_detail(ContainerRow)``.
 """
 
 from __future__ import annotations
@@ -58,12 +58,10 @@ class ImagesPage(TablePage):
         """The selected image rows, in view order."""
         return [row for row in self.selected_rows() if isinstance(row, ImageRow)]
 
-    def _open(self, dialog: QDialog) -> QDialog:
-        dialog.setModal(False)
+    def _open(self, dialog: QDialog) -> None:
         dialog.show()
         dialog.raise_()
         self.dialog = dialog
-        return dialog
 
     def show_pull(self) -> None:
         """Open the Pull dialog."""
