@@ -21,7 +21,7 @@ from app.actions import ActionRunner
 from app.engine_session import EngineSession
 from app.live import Reloader
 from app.models.containers import ContainerRow
-from app.views.exec_tab import ExecTab
+from app.views.files_tab import FilesTab
 from app.views.stats_tab import StatsTab
 from app.widgets.json_tree import JsonTree
 from app.widgets.log_view import LogView
@@ -106,12 +106,11 @@ class ContainerDetail(QWidget):
         self.logs = LogView(client, row.id)
         self.inspect = JsonTree()
         self.stats = StatsTab(client, row.id)
-        self.exec_tab = ExecTab(client, row.id)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.logs, "Logs")
-        self.tabs.addTab(self.exec_tab, "Exec")
         self.tabs.addTab(self.inspect, "Inspect")
         self.tabs.addTab(self.stats, "Stats")
+        self.tabs.addTab(FilesTab(client, row.id), "Files")
         layout = QVBoxLayout(self)
         layout.addLayout(header)
         layout.addWidget(self.tabs)
@@ -147,7 +146,6 @@ class ContainerDetail(QWidget):
     def closeEvent(self, event: QCloseEvent) -> None:
         self.logs.stop()
         self.stats.stop()
-        self.exec_tab.stop()
         super().closeEvent(event)
 
     async def _load(self) -> None:

@@ -15,6 +15,7 @@ from app.actions import ActionRunner
 from app.live import Reloader
 from app.models.containers import ContainersModel
 from app.models.volumes import VolumeRow, VolumesModel
+from app.views.files_tab import browse_volumes
 from app.views.table_page import DeletingPage, FormDialog, parse_labels
 from backend.api.client import EngineClient
 
@@ -52,6 +53,8 @@ class VolumesPage(DeletingPage):
         self.volumes, self.containers, self.client = model, containers, client
         self.create_button = self.add_button("Create…", "Create a volume", self.show_create, needs_selection=False)
         self.inspect_button = self.add_inspect_button(self._inspect)
+        self.browse_button = self.add_button("Browse files", "Browse the files of the selected volume",
+                                             lambda: browse_volumes(self.selected_rows(), client, runner, self))
         self._sizes = Reloader(self._load_sizes, runner.failed.emit)
         self._users_timer = QTimer(self)  # coalesces a burst of container changes into one update
         self._users_timer.setSingleShot(True)
