@@ -21,7 +21,7 @@ from app.actions import ActionRunner
 from app.engine_session import EngineSession
 from app.live import Reloader
 from app.models.containers import ContainerRow
-from app.views.files_tab import FilesTab
+from app.views.exec_tab import ExecTab
 from app.views.stats_tab import StatsTab
 from app.widgets.json_tree import JsonTree
 from app.widgets.log_view import LogView
@@ -78,6 +78,7 @@ class ContainerDetail(QWidget):
         self.client, self.runner, self.row = client, runner, row
         self.container_id, self.name = row.id, row.name
         self.running = row.running
+        self._started_at: str | None = None  # the State.StartedAt last seen
         self.deleted = False
         self.confirm: Callable[[str], bool] = lambda question: (
             QMessageBox.question(self, "Berth", question) == QMessageBox.StandardButton.Yes)
@@ -106,11 +107,12 @@ class ContainerDetail(QWidget):
         self.logs = LogView(client, row.id)
         self.inspect = JsonTree()
         self.stats = StatsTab(client, row.id)
+        self.exec_tab = ExecTab(client, row.id)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.logs, "Logs")
+        self.tabs.addTab(self.exec_tab, "Exec")
         self.tabs.addTab(self.inspect, "Inspect")
         self.tabs.addTab(self.stats, "Stats")
-        self.tabs.addTab(FilesTab(client, row.id), "Files")
         layout = QVBoxLayout(self)
         layout.addLayout(header)
         layout.addWidget(self.tabs)
@@ -146,6 +148,7 @@ class ContainerDetail(QWidget):
     def closeEvent(self, event: QCloseEvent) -> None:
         self.logs.stop()
         self.stats.stop()
+        self.exec_tab.stop()
         super().closeEvent(event)
 
     async def _load(self) -> None:
@@ -155,14 +158,19 @@ class ContainerDetail(QWidget):
 
     def _show(self, info: ContainerInspect) -> None:
         state = info.state
+        started = str(state.get("StartedAt", ""))
+        restarted = self._started_at is not None and started != self._started_at
+        self._started_at = started
         self.running = state.get("Status") == "running"
         self._show_header(info.name.lstrip("/"), str(info.config.get("Image", "")), str(state.get("Status", "")),
-                          status_line(state), formatting.uptime(str(state.get("StartedAt", ""))) if self.running
-                          else "", inspect_ports(info.network_settings))
+                          status_line(state), formatting.uptime(started) if self.running else "",
+                          inspect_ports(info.network_settings))
         self.inspect.set_document(info.raw)
+        if restarted:
+            self.stats.stop()  # fresh charts for the new run
         self.stats.set_running(self.running)
-        if self.running and self.logs.follow.isChecked() and not self.logs.streaming:
-            self.logs.restart()  # the container (re)started after the followed stream ended
+        if self.running and self.logs.follow.isChecked() and (restarted or not self.logs.streaming):
+            self.logs.restart()  # the container (re)started: follow its new output
 
     def _show_header(self, name: str, image: str, state: str, status: str, uptime: str, ports: list[Port]) -> None:
         self.name = name

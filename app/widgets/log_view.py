@@ -30,6 +30,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QCheckBox,
+    QFileDialog,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -222,6 +223,7 @@ class LogView(QWidget):
         for text, tip, slot in (("↑", "Previous match (Shift+Enter)", self.find_previous),
                                 ("↓", "Next match (Enter)", self.find_next),
                                 ("Copy", "Copy the selection, or the whole log if nothing is selected", self.copy),
+                                ("Save…", "Save what the view shows to a file", self._save_as),
                                 ("Clear", "Clear the view (the log itself is kept; new lines keep coming)",
                                  self.clear)):
             button = QPushButton(text)
@@ -281,6 +283,20 @@ class LogView(QWidget):
         """Copy the selected text, or all of the view if nothing is selected."""
         selected = self.text.textCursor().selectedText().replace("\u2029", "\n")
         QGuiApplication.clipboard().setText(selected or self.text.toPlainText())
+
+    def save(self, path: str) -> None:
+        """Write what the view shows to ``path`` (UTF-8). Raises OSError."""
+        self.flush()
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(self.text.toPlainText())
+
+    def _save_as(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save log", f"{self._container_id[:12]}.log")
+        if path:
+            try:
+                self.save(path)
+            except OSError as exc:
+                self.append(f"\n[Could not save the log: {describe_error(exc)}]\n")
 
     def append(self, text: str) -> None:
         """Queue ``text`` (it may hold ANSI escapes) for the next flush, on the next event-loop tick."""

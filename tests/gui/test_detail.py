@@ -170,7 +170,7 @@ def log_view(qtbot) -> LogView:
     return view
 
 
-def test_log_search_highlights_counts_and_steps(qtbot, log_view) -> None:
+def test_log_search_highlights_counts_and_steps(qtbot, log_view, tmp_path) -> None:
     log_view.append("alpha ERROR one\nbeta\n")
     log_view.append("gamma error two\n\x1b[31merror\x1b[0m three\n")
     qtbot.waitUntil(lambda: "three" in log_view.text.toPlainText())
@@ -188,6 +188,8 @@ def test_log_search_highlights_counts_and_steps(qtbot, log_view) -> None:
     log_view.text.moveCursor(QTextCursor.MoveOperation.Start)
     log_view.copy()
     assert QGuiApplication.clipboard().text() == log_view.text.toPlainText()
+    log_view.save(str(tmp_path / "saved.log"))
+    assert (tmp_path / "saved.log").read_text() == "alpha ERROR one\nbeta\ngamma error two\nerror three\n"
 
 
 def test_log_view_stays_responsive_with_100k_lines(qtbot, log_view) -> None:
@@ -265,6 +267,20 @@ def test_logs_follow_search_timestamps_and_clear(qtbot, desktop, berthd_with_bus
         run_async(qtbot, eventually(lambda: not window.logs.timestamps.isChecked() and window.logs.streaming, 5))
         qtbot.wait(500)
         assert "tick" not in plain(window)
+        window.close()
+    finally:
+        berthd_with_busybox.docker("rm", "-f", n)
+
+
+@daemon
+def test_logs_follow_a_restarted_container(qtbot, desktop, berthd_with_busybox) -> None:  # noqa: F811
+    n = name()
+    berthd_with_busybox.docker("run", "-d", "--name", n, "busybox", "sh", "-c", "echo boot; sleep 60")
+    try:
+        window = open_detail(qtbot, desktop, n)
+        run_async(qtbot, eventually(lambda: plain(window).count("boot") == 1, 10, "the first boot"))
+        berthd_with_busybox.docker("restart", "-t", "0", n)
+        run_async(qtbot, eventually(lambda: plain(window).count("boot") == 2, 15, "the second boot, followed"))
         window.close()
     finally:
         berthd_with_busybox.docker("rm", "-f", n)
