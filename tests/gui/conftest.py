@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -25,6 +26,8 @@ from PySide6.QtWidgets import QApplication
 def qloop(qapp: QApplication) -> Iterator[asyncio.AbstractEventLoop]:
     qapp.setQuitOnLastWindowClosed(False)  # closing a test window must not quit the application
     loop = qasync.QEventLoop(qapp, already_running=True)
+    executor = ThreadPoolExecutor()  # asyncio.to_thread's threads; qasync's QThreads would abort the exit if left
+    loop.set_default_executor(executor)
     asyncio.set_event_loop(loop)
     try:
         yield loop
@@ -34,6 +37,7 @@ def qloop(qapp: QApplication) -> Iterator[asyncio.AbstractEventLoop]:
         # No longer the running loop (whatever qasync left): later tests call asyncio.run() as usual.
         asyncio.events._set_running_loop(None)
         asyncio.set_event_loop(None)
+        executor.shutdown()
 
 
 def run_async(qtbot: Any, coro: Coroutine[Any, Any, object], timeout: float = 60) -> Any:
