@@ -78,14 +78,22 @@ class LineChart(QWidget):
         highest = max((max(store) for store in self._values if store), default=0.0)
         return nice_ceiling(max(highest, self.minimum_max))
 
-    def title_text(self) -> str:
-        """The title line: the chart's name and the newest value of each series."""
-        parts = []
+    def title_parts(self) -> list[tuple[str, str | None]]:
+        """The title line as ``(text, colour)`` parts: the chart's name, the newest value of each series (in
+        the series' colour when there are several) and the note."""
+        parts: list[tuple[str, str | None]] = [(self.title, None)]
         for number, name in enumerate(self.series):
             value = self.latest(number)
             shown = "-" if value is None else self.format_value(value)
-            parts.append(f"{name} {shown}" if len(self.series) > 1 else shown)
-        return "  ".join([self.title, *parts, self.note]).strip()
+            if len(self.series) > 1:
+                parts.append((f"■ {name} {shown}", SERIES_COLOURS[number % len(SERIES_COLOURS)]))
+            else:
+                parts.append((shown, None))
+        return [*parts, (self.note, None)] if self.note else parts
+
+    def title_text(self) -> str:
+        """The title line as plain text."""
+        return "  ".join(text for text, _ in self.title_parts())
 
     def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
@@ -102,7 +110,12 @@ class LineChart(QWidget):
         plot = QRectF(left, line * 1.6, self.width() - left - 8, self.height() - line * 3.0)
         painter.fillRect(self.rect(), palette.color(QPalette.ColorRole.Base))
         painter.setPen(text_colour)
-        painter.drawText(QRectF(4, 2, self.width() - 8, line), Qt.AlignmentFlag.AlignLeft, self.title_text())
+        x = 4.0
+        for text, colour in self.title_parts():
+            painter.setPen(QColor(colour) if colour else text_colour)
+            painter.drawText(QRectF(x, 2, self.width() - x, line), Qt.AlignmentFlag.AlignLeft, text)
+            x += metrics.horizontalAdvance(text + "  ")
+        painter.setPen(text_colour)
         if plot.width() <= 0 or plot.height() <= 0:
             return
         for share, label in zip((1.0, 0.5, 0.0), labels, strict=True):

@@ -142,7 +142,7 @@ def test_line_chart_scales_labels_and_draws(qtbot) -> None:
         chart.add(value * 100.0, 50.0)
     assert chart.values(0) == [300.0, 400.0, 500.0, 600.0, 700.0]
     assert chart.axis_max() == 1000.0
-    assert chart.title_text() == "Network  rx 700B/s  tx 50B/s"
+    assert chart.title_text() == "Network  ■ rx 700B/s  ■ tx 50B/s"
     image = chart.grab().toImage()
     blue = QColor("#2f7ed8").rgb()
     assert any(image.pixel(x, y) == blue for x in range(image.width()) for y in range(image.height()))
