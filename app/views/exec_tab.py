@@ -23,6 +23,7 @@ from backend.api.errors import APIError, NotFoundError
 from backend.api.hijack import HijackedConnection
 
 SHELLS = ("/bin/bash", "/bin/sh")
+FEED_SLICE = 4096  # bytes interpreted between two turns of the event loop (pyte takes about 10 ms for these)
 
 
 class ExecTab(QWidget):
@@ -88,7 +89,9 @@ class ExecTab(QWidget):
                      asyncio.ensure_future(self._pump_size(exec_id, self._size_changed))]
             try:
                 async for _, data in self._connection.output(tty=True):
-                    self.terminal.feed(data)
+                    for start in range(0, len(data), FEED_SLICE):  # a flood of output must not freeze the window
+                        self.terminal.feed(data[start:start + FEED_SLICE])
+                        await asyncio.sleep(0)
             finally:
                 for pump in pumps:
                     pump.cancel()

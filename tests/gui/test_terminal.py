@@ -3,12 +3,13 @@ and the Exec tab against a real berthd (a shell in a running busybox container).
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import time
 from collections.abc import Iterator
 
 import pytest
-from PySide6.QtCore import QEvent, QObject, QPoint, QPointF, QSettings, Qt
+from PySide6.QtCore import QEvent, QObject, QPoint, QPointF, QSettings, Qt, QTimer
 from PySide6.QtGui import QColor, QGuiApplication, QPalette, QWheelEvent
 
 from app.application import Desktop
@@ -328,3 +329,23 @@ def test_a_missing_container_gives_one_line(qtbot, desktop, berthd_with_busybox)
     assert "\n" not in text and "Traceback" not in text
     tab.stop()
     assert berthd_with_busybox.docker("version").returncode == 0
+
+
+@pytest.mark.root
+@pytest.mark.network
+def test_a_flood_of_output_does_not_freeze_the_window(qtbot, desktop, busybox) -> None:
+    window, tab = open_exec(qtbot, desktop, busybox)
+    ticks: list[float] = []
+    timer = QTimer(interval=10)
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    try:
+        connected(qtbot, tab)
+        run_line(qtbot, tab, "seq 1 40000; echo flood-$((1+1))")
+        timer.start()
+        run_async(qtbot, eventually(lambda: shows(tab, "flood-2"), 60, "the end of the flood"))
+        timer.stop()
+        longest = max(b - a for a, b in itertools.pairwise(ticks))
+        assert longest < 0.3, f"the event loop stalled for {longest:.3f}s"
+        assert len(tab.terminal.vt.history) > 1000
+    finally:
+        window.close()
