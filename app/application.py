@@ -78,7 +78,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="berth-desktop", description="Berth's desktop app")
     parser.add_argument("-H", "--host", help="engine address (unix:///path, tcp://host:port)")
     parser.add_argument("--hidden", action="store_true", help="start in the tray, without the window")
+    parser.add_argument("--self-test", action="store_true",
+                        help="build every page offscreen without an engine, then exit (0: all good)")
     args = parser.parse_args(argv)
+    if args.self_test:
+        from app.self_test import run_self_test
+
+        return run_self_test()
     try:
         parse_host(args.host or find_host())
     except ValueError as exc:

@@ -42,7 +42,6 @@ from backend.engine.networks.service import NetworkService, default_bridge_name
 from backend.engine.registry.auth import CredentialSource
 from backend.engine.system import SystemService
 from backend.engine.volumes.service import VolumeService
-from backend.frozen import run_helper_if_asked
 from backend.server.app import create_app, make_runner
 from backend.server.context import ServerContext
 from backend.server.routes_archive import routes as archive_routes
@@ -368,5 +367,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def console_main() -> None:
-    run_helper_if_asked()
     sys.exit(main())

@@ -3,7 +3,8 @@
 From source the engine starts its helpers (the container monitor, the runtime's fork server) with the real
 interpreter: ``python -S -c ...`` or ``python -m MODULE``. A frozen bundle has no interpreter to call: there
 ``sys.executable`` is the bundled program itself, so helpers are started as ``<program> --berth-helper NAME
-ARGS...`` and every bundled program's entry point calls :func:`run_helper_if_asked` first.
+ARGS...`` and every bundled program's entry point (packaging/pyinstaller/entry_*.py) calls
+:func:`run_helper_if_asked` first.
 """
 
 from __future__ import annotations

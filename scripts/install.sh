@@ -28,9 +28,13 @@ done
 # The socket's group: its members use Berth without sudo (the desktop app runs as the user).
 getent group berth >/dev/null || groupadd --system berth
 if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then usermod -aG berth "$SUDO_USER"; fi
-# A systemd unit for machines that run systemd (enable it with: systemctl enable --now berthd).
+# systemd units for machines that run systemd (enable them with: systemctl enable --now berthd.socket);
+# the commands are linked in /usr/local/bin here, where the .deb puts them in /usr/bin.
 if [ -d /run/systemd/system ]; then
-  install -m 0644 "$src/packaging/systemd/berthd.service" /etc/systemd/system/berthd.service
+  for unit in berthd.service berthd.socket; do
+    sed 's#/usr/bin/berthd#/usr/local/bin/berthd#' "$src/packaging/systemd/$unit" >"/etc/systemd/system/$unit"
+    chmod 0644 "/etc/systemd/system/$unit"
+  done
   systemctl daemon-reload
 fi
 echo "Berth installed in $prefix"

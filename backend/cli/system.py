@@ -13,7 +13,7 @@ from backend.api.errors import APIError, NotFoundError
 from backend.cli.context import ArgumentParser, Cli, Command, CommandError, ExitCode, UsageError, describe
 from backend.cli.formatting import Formatter, bytes_size, human_size, render_items, timestamp_arg
 from backend.cli.images import confirm, parse_filters
-from backend.cli.main import VERSION
+from backend.version import VERSION
 
 
 def _machine() -> str:

@@ -22,7 +22,6 @@ from backend.engine.runtime.defaults import DOCKER_DEFAULT_CAPABILITIES, docker_
 from backend.engine.runtime.operations import DEFAULT_ROOT, Runtime
 from backend.engine.runtime.seccomp import default_docker_profile, oci_seccomp_from_docker_profile
 from backend.engine.runtime.spec import Process, parse_process, parse_signal, read_json_file
-from backend.frozen import run_helper_if_asked
 from backend.version import VERSION
 
 OCI_SPEC_VERSION = "1.0.2"
@@ -278,5 +277,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def console_main() -> None:
     """Console-script wrapper: exits with ``main``'s code."""
-    run_helper_if_asked()
     sys.exit(main())

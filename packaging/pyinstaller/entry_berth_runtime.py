@@ -1,0 +1,10 @@
+"""PyInstaller entry point of ``berth-runtime`` (the console script's function)."""
+
+import sys
+
+from backend.frozen import run_helper_if_asked
+
+run_helper_if_asked()
+from backend.engine.runtime.cli import console_main  # noqa: E402
+
+sys.exit(console_main())
