@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install Berth on a fresh Debian/Ubuntu machine into /opt/berth and link its commands into
-# /usr/local/bin. Needs root. Usage: sudo bash scripts/install.sh
+# /usr/local/bin. Needs root. Usage: sudo bash scripts/install.sh   (scripts/uninstall.sh removes it)
 set -euo pipefail
 src="$(cd "$(dirname "$0")/.." && pwd)"
 prefix=${BERTH_PREFIX:-/opt/berth}
@@ -23,7 +23,7 @@ fi
 "$prefix/bin/python" -m pip install -q --upgrade pip
 "$prefix/bin/python" -m pip install -q "$src"
 for cmd in berthd berth berth-runtime berth-desktop; do
-  ln -sf "$prefix/bin/$cmd" "/usr/local/bin/$cmd"
+  ln -sf "$prefix/bin/$cmd" "${BERTH_BINDIR:-/usr/local/bin}/$cmd"
 done
 # The socket's group: its members use Berth without sudo (the desktop app runs as the user).
 getent group berth >/dev/null || groupadd --system berth
