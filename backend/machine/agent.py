@@ -318,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("usage: python -m backend.machine.agent NAME\n")
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("paramiko").setLevel(logging.WARNING)
     agent = Agent(MachineStore(machine_home()), args[0])
 
     def terminate(signum: int, frame: object) -> None:

@@ -81,7 +81,8 @@ _INSTALL_SCRIPT = f"""#!/bin/sh
 # Install berthd from the wheels the host copied to {GUEST_WHEELS} (no network), then start it.
 set -eu
 [ -x /opt/berth/bin/python ] || python3 -m venv /opt/berth
-/opt/berth/bin/python -m pip install -q --no-index --no-deps --force-reinstall --disable-pip-version-check \\
+/opt/berth/bin/python -m pip install -q --no-index --no-deps --no-compile --force-reinstall \\
+    --disable-pip-version-check \\
     {GUEST_WHEELS}/*.whl
 systemctl daemon-reload
 systemctl enable berthd.service

@@ -1,0 +1,213 @@
+"""Issue 9's acceptance: a Debian guest under TCG (one boot for the module) runs berthd for the host.
+
+The image (tests/fixtures/machine_image.py) is served from a local HTTP server on 127.0.0.1; QEMU's user
+network is ``restrict=on`` so the guest reaches nothing; busybox is loaded with ``docker load`` from the
+local test image, never pulled.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from backend.machine.seed import generate_keys
+from tests.fixtures.images import LayoutImage, _skopeo
+from tests.fixtures.machine_image import MachineImage, machine_image  # noqa: F401 (fixture)
+
+pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.vm, pytest.mark.timeout(1800)]
+
+NAME = "acceptance"
+DOCKER = "/usr/local/bin/docker"
+
+
+@dataclass
+class Machine:
+    home: Path
+    share: Path
+    url: str
+    image: MachineImage
+
+    @property
+    def dir(self) -> Path:
+        return self.home / NAME
+
+    @property
+    def socket(self) -> Path:
+        return self.dir / "berth.sock"
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "BERTH_MACHINE_HOME": str(self.home), "DOCKER_HOST": f"unix://{self.socket}"}
+
+    def berth(self, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([sys.executable, "-m", "backend.cli.main", *args], env=self.env(), text=True,
+                              capture_output=True, timeout=timeout, cwd=Path(__file__).resolve().parents[3],
+                              check=False)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"berth {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
+        return proc
+
+    def docker(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([DOCKER, *args], env=self.env(), text=True, capture_output=True, timeout=300,
+                              check=True)
+
+    def record(self) -> dict[str, object]:
+        return json.loads((self.dir / "machine.json").read_text())
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def image_server(machine_image: MachineImage) -> Iterator[str]:  # noqa: F811
+    """``http://127.0.0.1:<port>/image.tar`` served from the image's cache directory."""
+    handler = functools.partial(_Quiet, directory=str(machine_image.tar.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/image.tar"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def machine(tmp_path_factory: pytest.TempPathFactory, image_server: str, machine_image: MachineImage,  # noqa: F811
+            busybox_image: LayoutImage) -> Iterator[Machine]:
+    """One machine booted under TCG for the module, with busybox loaded; stopped and removed afterwards."""
+    root = tmp_path_factory.mktemp("machine")
+    m = Machine(root / "home", root / "share", image_server, machine_image)
+    m.share.mkdir()
+    m.berth("machine", "init", NAME, "--image", image_server, "--image-sha256", machine_image.sha256, "--share",
+            str(m.share), "--accel", "tcg", "--restrict-network", "--cpus", "2", "--memory", "2048")
+    try:
+        started = time.monotonic()
+        out = m.berth("machine", "start", NAME).stdout
+        print(f"machine boot to ready: {time.monotonic() - started:.1f}s ({out.strip()})")
+        archive = root / "busybox.tar"
+        _skopeo(["copy", "--quiet", f"oci:{busybox_image.path}:latest", f"docker-archive:{archive}:busybox:latest"],
+                root)
+        m.docker("load", "-i", str(archive))
+        yield m
+    finally:
+        m.berth("machine", "rm", "--force", NAME, check=False)
+
+
+def test_wrong_sha256_is_refused_before_anything_boots(tmp_path: Path, image_server: str) -> None:
+    env_home = tmp_path / "home"
+    proc = subprocess.run([sys.executable, "-m", "backend.cli.main", "machine", "init", "bad", "--image",
+                           image_server, "--image-sha256", "0" * 64],
+                          env={**os.environ, "BERTH_MACHINE_HOME": str(env_home)}, text=True, capture_output=True,
+                          timeout=600, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("berth: image ") and f"expected {'0' * 64}: refused" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) == 1
+    assert not (env_home / "bad").exists()
+    assert list((env_home / "_cache" / "images").iterdir()) == []  # the partial download is gone
+
+
+def test_ready_and_ping(machine: Machine) -> None:
+    record = machine.record()
+    assert record["state"] == "running" and record["provisioned"] is True
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(machine.socket))
+        s.sendall(b"GET /_ping HTTP/1.1\r\nHost: berth\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := s.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"OK")
+
+
+def test_run_prints_hi_from_the_guest(machine: Machine) -> None:
+    proc = machine.berth("-H", f"unix://{machine.socket}", "run", "--rm", "busybox", "echo", "hi")
+    assert proc.stdout == "hi\n"
+    kernel = machine.berth("-H", f"unix://{machine.socket}", "run", "--rm", "busybox", "cat", "/proc/version").stdout
+    assert "Debian" in kernel  # the guest's kernel, not the host's
+
+
+def _get(port: int, deadline: float) -> bytes:
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                answer = b""
+                while chunk := s.recv(4096):
+                    answer += chunk
+                if answer:
+                    return answer
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"127.0.0.1:{port} did not answer")
+        time.sleep(0.05)
+
+
+def test_published_port_reachable_on_host(machine: Machine) -> None:
+    name = "machine-web"
+    machine.berth("-H", f"unix://{machine.socket}", "run", "-d", "--name", name, "-p", "18081:80", "busybox", "sh",
+                  "-c", "busybox mkdir /www && echo served-from-guest > /www/index.html && "
+                  "exec busybox httpd -f -p 80 -h /www")
+    try:
+        assert b"served-from-guest" in _get(18081, time.monotonic() + 30)
+        assert "127.0.0.1:18081/tcp" in machine.record()["ports"]
+    finally:
+        machine.berth("-H", f"unix://{machine.socket}", "rm", "-f", name)
+    deadline = time.monotonic() + 10
+    while "127.0.0.1:18081/tcp" in machine.record()["ports"]:
+        assert time.monotonic() < deadline, "the forward of 18081 was not removed after the container died"
+        time.sleep(0.1)
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", 18081), timeout=2):
+        pass
+
+
+def test_host_file_visible_in_bind_mount(machine: Machine) -> None:
+    (machine.share / "from-host.txt").write_text("written on the host\n")
+    proc = machine.berth("-H", f"unix://{machine.socket}", "run", "--rm", "-v", f"{machine.share}:/data", "busybox",
+                         "cat", "/data/from-host.txt")
+    assert proc.stdout == "written on the host\n"
+
+
+def test_changed_host_key_fails_clearly(machine: Machine) -> None:
+    pinned = machine.dir / "host_key.pub"
+    original = pinned.read_text()
+    assert machine.berth("machine", "ssh", NAME, "echo", "ok").stdout == "ok\n"
+    pinned.write_text(generate_keys().host_public + "\n")
+    try:
+        proc = machine.berth("machine", "ssh", NAME, "true", check=False)
+    finally:
+        pinned.write_text(original)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("berth: the machine's host key changed: pinned SHA256:")
+    assert "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) == 1
+
+
+def test_bad_input_is_one_line(machine: Machine) -> None:
+    for args in (["machine", "start", "no-such"], ["machine", "init", "x", "--image", "u", "--image-sha256", "zz"],
+                 ["machine", "set", NAME, "--cpus", "4"], ["machine", "init", "../x", "--image", "u",
+                                                            "--image-sha256", "0" * 64]):
+        proc = machine.berth(*args, check=False)
+        assert proc.returncode == 1, args
+        assert proc.stderr.startswith("berth: ") and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert machine.record()["state"] == "running"
+
+
+def test_stop_powers_down_through_qmp(machine: Machine) -> None:
+    qemu_pid = int(str(machine.record()["qemu_pid"]))
+    machine.berth("machine", "stop", NAME)
+    record = machine.record()
+    assert record["state"] == "stopped" and record["ports"] == []
+    assert not Path(f"/proc/{qemu_pid}").exists()
+    assert "reboot: Power down" in (machine.dir / "serial.log").read_text(errors="replace")  # ACPI, not quit
+    assert not machine.socket.exists()
