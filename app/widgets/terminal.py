@@ -3,15 +3,16 @@
 :class:`TerminalWidget` is only the terminal, not the process: bytes from the process go in through
 :meth:`TerminalWidget.feed`; what the user types comes out as bytes on ``send``; a new size in cells comes out
 on ``resized(cols, rows)``. It renders the 16 ANSI colours, the 256-colour palette and truecolor, bold,
-italics, underline, strikethrough and reverse, and the cursor; keeps a scrollback of ``history`` lines (mouse
-wheel, Shift+PgUp/PgDn); selects with the mouse and copies/pastes with Ctrl+Shift+C/V (or the context menu).
+italics, underline, strikethrough and reverse, and the cursor; has xterm's alternate screen for full-screen
+programs; keeps a scrollback of ``history`` lines (mouse wheel, Shift+PgUp/PgDn); selects with the mouse and
+copies/pastes with Ctrl+Shift+C/V (or the context menu).
 Output is repainted at most about 60 times a second however fast it comes.
 """
 
 from __future__ import annotations
 
 import sys
-from collections import deque
+from collections import defaultdict, deque
 from functools import lru_cache
 from typing import Any
 
@@ -48,6 +49,7 @@ _PALETTE16 = {name: FG_BG_256[i] for i, name in enumerate(_NAMED)} | {
 
 _DECCKM = 1 << 5  # application cursor keys (ESC [ ? 1 h); pyte stores private modes shifted by 5
 _BRACKETED_PASTE = 2004 << 5
+_ALTERNATE_SCREEN = frozenset({47, 1047, 1049})
 _CTRL = Qt.KeyboardModifier.MetaModifier if sys.platform == "darwin" else Qt.KeyboardModifier.ControlModifier
 _SHIFT, _ALT = Qt.KeyboardModifier.ShiftModifier, Qt.KeyboardModifier.AltModifier
 _K = Qt.Key
@@ -96,24 +98,46 @@ def _colour(name: str) -> QColor | None:
 
 
 class _Screen(pyte.Screen):
-    """pyte's screen plus a scrollback: ``history`` keeps the lines that scroll off the top of the screen (not
-    those scrolled within a region a program set, as xterm does). Answers to the process (cursor reports) wait
-    in ``replies``. (pyte's HistoryScreen wraps every call and is four times slower.)"""
+    """pyte's screen plus a scrollback and xterm's alternate screen.
+
+    ``history`` keeps the lines that scroll off the top of the main screen (not those scrolled within a region
+    a program set, as xterm does; pyte's HistoryScreen wraps every call and is four times slower). Full-screen
+    programs (less, vim, htop) switch to the alternate screen (private modes 47, 1047, 1049) and back, and the
+    shell's screen reappears as it was. Answers to the process (cursor reports) wait in ``replies``."""
 
     def __init__(self, columns: int, lines: int, history: int) -> None:
         self.history: deque[Line] = deque(maxlen=history)
         self.replies: list[str] = []
+        self.main_buffer: dict[int, Line] | None = None  # set while the alternate screen is shown
         super().__init__(columns, lines)
 
     def index(self) -> None:
         top, bottom = self.margins or Margins(0, self.lines - 1)
-        if self.cursor.y == bottom and top == 0:
+        if self.cursor.y == bottom and top == 0 and self.main_buffer is None:
             self.history.append(self.buffer[top])
         super().index()
+
+    def set_mode(self, *modes: int, **kwargs: Any) -> None:
+        super().set_mode(*modes, **kwargs)
+        if kwargs.get("private") and _ALTERNATE_SCREEN & set(modes) and self.main_buffer is None:
+            if 1049 in modes:
+                self.save_cursor()
+            self.main_buffer = self.buffer
+            self.buffer = defaultdict(lambda: StaticDefaultDict[int, Char](self.default_char))
+
+    def reset_mode(self, *modes: int, **kwargs: Any) -> None:
+        super().reset_mode(*modes, **kwargs)
+        if kwargs.get("private") and _ALTERNATE_SCREEN & set(modes) and self.main_buffer is not None:
+            self.buffer, self.main_buffer = self.main_buffer, None
+            if 1049 in modes:
+                self.restore_cursor()
 
     def reset(self) -> None:
         super().reset()
         self.history.clear()
+        if self.main_buffer is not None:
+            self.buffer, self.main_buffer = self.main_buffer, None
+            self.buffer.clear()
 
     def resize(self, lines: int | None = None, columns: int | None = None) -> None:
         """As pyte's, except that a shorter screen keeps the cursor's line: the lines above it that no longer
@@ -122,7 +146,8 @@ class _Screen(pyte.Screen):
         lines = lines or self.lines
         if lines < self.lines:
             drop = max(0, self.cursor.y + 1 - lines)
-            self.history.extend(self.buffer[y] for y in range(drop))
+            if self.main_buffer is None:
+                self.history.extend(self.buffer[y] for y in range(drop))
             for y in range(self.lines - drop):
                 self.buffer[y] = self.buffer[y + drop]
             for y in range(lines, self.lines):
