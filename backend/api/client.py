@@ -60,6 +60,8 @@ from backend.api.types import (
 if TYPE_CHECKING:
     import ssl
 
+    from backend.api.ssh_transport import SSHTunnel
+
 CLIENT_API_VERSION = "1.41"
 Filters = Mapping[str, Sequence[str]]
 Body = http.Body
@@ -103,6 +105,7 @@ class EngineClient:
         self.address = parse_host(host or find_host())
         self._timeout = timeout
         self._tls = tls
+        self._tunnel: SSHTunnel | None = None
         self._headers = {"User-Agent": user_agent}
         self._streams: set[http.Response] = set()
         self._prefix: str | None = None
@@ -115,16 +118,35 @@ class EngineClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connections of streams still open."""
+        """Close the connections of streams still open (and the SSH connection of an ``ssh://`` engine)."""
         for resp in list(self._streams):
             await resp.aclose()
+        if self._tunnel is not None:
+            self._tunnel.close()
+            self._tunnel = None
 
-    def retarget(self, host: str) -> None:
-        """Send later requests to the engine at ``host`` (the API version is negotiated again); streams already
-        open stay where they are. Raises HostError for an unusable address (nothing changes)."""
+    def retarget(self, host: str, *, tls: ssl.SSLContext | None = None) -> None:
+        """Send later requests to the engine at ``host`` (with ``tls`` for a TLS endpoint; the API version is
+        negotiated again); streams already open stay where they are. Raises HostError for an unusable address
+        (nothing changes)."""
         self.address = parse_host(host)
+        self._tls = tls
         self._prefix = None
         self.api_version = None
+        if self._tunnel is not None:
+            self._tunnel.close()
+            self._tunnel = None
+
+    @property
+    def _dialer(self) -> http.Dialer | None:
+        """The SSH transport for an ``ssh://`` engine (connected on first use), else None."""
+        if self.address.scheme != "ssh":
+            return None
+        if self._tunnel is None or self._tunnel.address != self.address:
+            from backend.api.ssh_transport import SSHTunnel
+
+            self._tunnel = SSHTunnel(self.address)
+        return self._tunnel.open_connection
 
     # -- plumbing ------------------------------------------------------------------------------------
 
@@ -148,7 +170,8 @@ class EngineClient:
             headers = {"Content-Type": "application/json", **(headers or {})}
         target = http.request_target(await self._url(path, versioned), params)
         resp = await http.send(self.address, method, target, headers={**self._headers, **(headers or {})},
-                               body=content, timeout=self._timeout, read_timeout=read_timeout, tls=self._tls)
+                               body=content, timeout=self._timeout, read_timeout=read_timeout, tls=self._tls,
+                               dialer=self._dialer)
         if resp.status >= 400:
             raise error_for_status(resp.status, http.error_message(await resp.read(), resp.reason))
         return resp
@@ -485,7 +508,7 @@ class EngineClient:
         params = _params(stream="1", stdin=_flag(stdin), stdout=_flag(stdout), stderr=_flag(stderr),
                          logs=_flag(logs) if logs else None, detachKeys=detach_keys)
         return await open_hijacked(self.address, "POST", await self._url(f"/containers/{ref}/attach"),
-                                   params=params, timeout=self._timeout, tls=self._tls)
+                                   params=params, timeout=self._timeout, tls=self._tls, dialer=self._dialer)
 
     async def resize_container(self, ref: str, height: int, width: int) -> None:
         """``POST /containers/{id}/resize`` (the container's tty)."""
@@ -581,7 +604,8 @@ class EngineClient:
     async def exec_attach(self, exec_id: str, *, tty: bool) -> HijackedConnection:
         """``POST /exec/{id}/start`` (hijacked): the process's stdio. Close the connection when done."""
         return await open_hijacked(self.address, "POST", await self._url(f"/exec/{exec_id}/start"),
-                                   json_body={"Detach": False, "Tty": tty}, timeout=self._timeout, tls=self._tls)
+                                   json_body={"Detach": False, "Tty": tty}, timeout=self._timeout, tls=self._tls,
+                                   dialer=self._dialer)
 
     async def exec_inspect(self, exec_id: str) -> ExecInspect:
         """``GET /exec/{id}/json``."""

@@ -114,7 +114,7 @@ class HijackedConnection:
 async def open_hijacked(address: EngineAddress, method: str, path: str, *,
                         params: Mapping[str, str] | None = None, json_body: Any = None,
                         headers: Mapping[str, str] | None = None, timeout: float = 60.0,
-                        tls: ssl.SSLContext | None = None) -> HijackedConnection:
+                        tls: ssl.SSLContext | None = None, dialer: http.Dialer | None = None) -> HijackedConnection:
     """Send one request asking to upgrade and return the raw stream once the engine agreed.
 
     Raises EngineUnreachable when nothing answers at ``address``, the :mod:`backend.api.errors` class
@@ -125,7 +125,7 @@ async def open_hijacked(address: EngineAddress, method: str, path: str, *,
     response = await http.send(address, method, http.request_target(path, params),
                                headers={**upgrade, **(headers or {})},
                                body=json.dumps(json_body).encode() if json_body is not None else None,
-                               timeout=timeout, read_timeout=timeout, tls=tls)
+                               timeout=timeout, read_timeout=timeout, tls=tls, dialer=dialer)
     try:
         if response.status >= 400:
             raise error_for_status(response.status, http.error_message(await response.read(), response.reason))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlencode
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 Body = bytes | AsyncIterable[bytes]
 Params = Mapping[str, str] | Sequence[tuple[str, str]]
+Dialer = Callable[[float | None], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
+"""Makes the connection itself (given the connect timeout): the transport of ``ssh://`` addresses."""
 
 MAX_HEAD = 64 * 1024
 """The longest status line plus headers (and chunk-size line) accepted from the engine."""
@@ -48,12 +50,14 @@ class Head:
 
 def where(address: EngineAddress) -> str:
     """The address as a user writes it (for messages)."""
+    if address.scheme == "ssh":
+        return f"ssh://{address.user}@{address.host}:{address.port}{address.path}"
     return f"unix://{address.path}" if address.scheme == "unix" else f"tcp://{address.host}:{address.port}"
 
 
 def host_header(address: EngineAddress) -> str:
-    """The ``Host`` header for requests to ``address`` (docker's name for a unix socket)."""
-    if address.scheme == "unix":
+    """The ``Host`` header for requests to ``address`` (docker's name for a unix socket, also over SSH)."""
+    if address.scheme != "tcp":
         return "api.moby.localhost"
     return f"[{address.host}]:{address.port}" if ":" in address.host else f"{address.host}:{address.port}"
 
@@ -76,12 +80,17 @@ def request_head(method: str, target: str, headers: Mapping[str, str]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-async def connect(address: EngineAddress, timeout: float | None,
-                  tls: ssl.SSLContext | None = None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A connection to the engine (TLS over TCP when ``tls`` is given). Raises EngineUnreachable
-    (nothing listens, refused, handshake failed, or no connection within ``timeout`` seconds)."""
+async def connect(address: EngineAddress, timeout: float | None, tls: ssl.SSLContext | None = None,
+                  dialer: Dialer | None = None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to the engine (TLS over TCP when ``tls`` is given; made by ``dialer`` when given, which
+    ``ssh://`` needs). Raises EngineUnreachable (nothing listens, refused, handshake failed, no dialer for
+    ``ssh://``, or no connection within ``timeout`` seconds)."""
     try:
         async with asyncio.timeout(timeout):
+            if dialer is not None:
+                return await dialer(timeout)
+            if address.scheme == "ssh":
+                raise EngineUnreachable(f"cannot reach the engine at {where(address)}: no SSH transport given")
             if address.scheme == "unix":
                 return await asyncio.open_unix_connection(address.path, limit=MAX_HEAD)
             return await asyncio.open_connection(address.host, address.port, limit=MAX_HEAD, ssl=tls)
@@ -267,7 +276,7 @@ async def _write_body(writer: asyncio.StreamWriter, body: Body) -> None:
 
 async def send(address: EngineAddress, method: str, target: str, *, headers: Mapping[str, str] | None = None,
                body: Body | None = None, timeout: float | None = 60.0, read_timeout: float | None = 60.0,
-               tls: ssl.SSLContext | None = None) -> Response:
+               tls: ssl.SSLContext | None = None, dialer: Dialer | None = None) -> Response:
     """Send one request on a new connection and read the answer's head; the body stays to be read
     from the :class:`Response` (which the caller must close or read to its end).
 
@@ -279,7 +288,7 @@ async def send(address: EngineAddress, method: str, target: str, *, headers: Map
         {"Content-Length": str(len(body))} if isinstance(body, bytes) else {"Transfer-Encoding": "chunked"})
     head = request_head(method, target, {"Host": host_header(address), "Connection": "close", **framing,
                                          **(headers or {})})
-    reader, writer = await connect(address, timeout, tls)
+    reader, writer = await connect(address, timeout, tls, dialer)
     try:
         writer.write(head)
         await _io(_write_body(writer, body if body is not None else b""), read_timeout)

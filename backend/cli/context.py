@@ -87,22 +87,26 @@ def config_dir(flag: str | None, env: dict[str, str] | None = None) -> Path:
 
 @dataclass
 class Cli:
-    """One invocation: where the engine is, the config directory, the output streams."""
+    """One invocation: where the engine is (``-H`` or ``--context``), the config directory, the output streams."""
 
     host: str | None
     config: Path
     debug: bool = False
+    context: str | None = None
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
     _client: EngineClient | None = None
 
     @property
     def client(self) -> EngineClient:
-        """The engine client, created on first use. Raises HostError for a bad address."""
+        """The engine client, created on first use. Raises HostError for a bad address or context."""
         if self._client is None:
             from backend.api.client import EngineClient
+            from backend.api.contexts import resolve
 
-            self._client = EngineClient(self.host, timeout=60.0, user_agent="berth-cli/0.1")
+            endpoint = resolve(self.host, self.context, config_dir=self.config)
+            self._client = EngineClient(endpoint.host, timeout=60.0, user_agent="berth-cli/0.1",
+                                        tls=endpoint.ssl_context())
         return self._client
 
     async def aclose(self) -> None:

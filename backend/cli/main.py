@@ -18,6 +18,7 @@ from backend.version import VERSION
 
 _NETWORK_VERBS = ("create", "ls", "inspect", "rm", "connect", "disconnect", "prune")
 _MACHINE_VERBS = ("init", "start", "stop", "restart", "rm", "ls", "inspect", "ssh", "set", "logs")
+_CONTEXT_VERBS = ("create", "ls", "use", "inspect", "rm", "show")
 # verb -> module under backend.cli
 _VERBS: dict[str, str] = {
     **dict.fromkeys(("run", "create", "start", "stop", "restart", "kill", "pause", "unpause", "rm", "ps", "logs",
@@ -33,6 +34,7 @@ _VERBS: dict[str, str] = {
     **dict.fromkeys((f"network_{v}" for v in _NETWORK_VERBS), "networks"),
     "compose": "compose",
     **dict.fromkeys((f"machine_{v}" for v in _MACHINE_VERBS), "machine"),
+    **dict.fromkeys((f"context_{v}" for v in _CONTEXT_VERBS), "contexts"),
 }
 _GROUPS: dict[str, dict[str, str]] = {
     "container": {**{v: v for v in ("run", "create", "start", "stop", "restart", "kill", "pause", "unpause", "rm",
@@ -49,6 +51,7 @@ _GROUPS: dict[str, dict[str, str]] = {
                "list": "volume_ls", "remove": "volume_rm"},
     "network": {**{v: f"network_{v}" for v in _NETWORK_VERBS}, "list": "network_ls", "remove": "network_rm"},
     "machine": {v: f"machine_{v}" for v in _MACHINE_VERBS},
+    "context": {**{v: f"context_{v}" for v in _CONTEXT_VERBS}, "list": "context_ls", "remove": "context_rm"},
 }
 _HELP = """Usage:  berth [OPTIONS] COMMAND
 
@@ -56,6 +59,7 @@ A Docker-compatible command line for Berth
 
 Options:
       --config string   Location of client config files (default $BERTH_CONFIG, $DOCKER_CONFIG, ~/.docker)
+  -c, --context string  Name of the context to use (default $BERTH_CONTEXT, $DOCKER_CONTEXT, "berth context use")
   -D, --debug           Enable debug mode
   -H, --host string     Daemon socket to connect to
   -v, --version         Print version information and quit
@@ -66,6 +70,7 @@ Common Commands:
 Management Commands:
   builder     Manage builds
   container   Manage containers
+  context     Manage contexts (engines on this machine or remote, over SSH or TCP)
   image       Manage images
   machine     Manage the Linux VM that runs the engine (macOS, Windows; optional on Linux)
   network     Manage networks
@@ -101,6 +106,7 @@ def _global_flags(argv: list[str]) -> tuple[Cli, list[str]]:
     """Global flags up to the verb. Raises UsageError; CommandError(code 0) for --help/--version."""
     host: str | None = None
     config: str | None = None
+    context: str | None = None
     debug = False
     index = 0
     while index < len(argv) and argv[index].startswith("-"):
@@ -117,6 +123,8 @@ def _global_flags(argv: list[str]) -> tuple[Cli, list[str]]:
                 host = value
             elif flag == "--config":
                 config = value
+            elif flag in ("-c", "--context"):
+                context = value
         elif flag in ("-D", "--debug"):
             debug = True
         elif flag in ("-v", "--version"):
@@ -127,7 +135,7 @@ def _global_flags(argv: list[str]) -> tuple[Cli, list[str]]:
             raise UsageError(f"unknown flag: {flag} (see 'berth --help')" if flag.startswith("--")
                              else f"unknown shorthand flag: '{flag[1:2]}' in {flag} (see 'berth --help')")
         index += 1
-    return Cli(host, config_dir(config), debug), argv[index:]
+    return Cli(host, config_dir(config), debug, context), argv[index:]
 
 
 async def _run(cli: Cli, command: Command, args: object) -> None:

@@ -444,7 +444,7 @@ def test_find_host_order(tmp_path: Path) -> None:
     assert parse_host("tcp://127.0.0.1").port == 2375
     assert parse_host("tcp://[::1]:2376").host == "::1"
     assert parse_host("/run/x.sock").path == "/run/x.sock"
-    for bad in ("ssh://host", "unix://relative", "tcp://h:notaport", "nonsense"):
+    for bad in ("npipe://host", "unix://relative", "tcp://h:notaport", "nonsense"):
         with pytest.raises(HostError):
             parse_host(bad)
 
