@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.run import IMAGE, _image_tar, running_berthd  # noqa: E402
+from bench.common import IMAGE, image_tar, running_berthd  # noqa: E402
 from tests.fixtures.dockerd import LocalDockerd  # noqa: E402
 
 DOCKERFILE = f"""\
@@ -42,7 +42,7 @@ CMD ["cat", "/app/bundle"]
 """
 
 
-def _context(work: Path) -> Path:
+def make_context(work: Path) -> Path:
     context = work / "context"
     (context / "src").mkdir(parents=True)
     (context / "Dockerfile").write_text(DOCKERFILE)
@@ -78,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         print("needs root and the docker CLI (apt-get install docker.io)")
         return 0
     work = Path(tempfile.mkdtemp(prefix="berth-bench-build-"))
-    context = _context(work)
-    tar = _image_tar(work)
+    context = make_context(work)
+    tar = image_tar(work)
     results: dict[str, tuple[list[float], list[float]]] = {}
     with running_berthd(work, "berth-bench-build") as env:
         env["DOCKER_BUILDKIT"] = "0"

@@ -26,8 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench.common import IMAGE, image_tar  # noqa: E402
 from bench.network import Engine, _berthd  # noqa: E402
-from bench.run import IMAGE, _image_tar  # noqa: E402
 from tests.fixtures.dockerd import LocalDockerd  # noqa: E402
 
 COMPOSE_FILE = f"""services:
@@ -54,7 +54,7 @@ CMD ["busybox", "httpd", "-f", "-p", "80", "-h", "/www"]
 """
 
 
-def _project(work: Path) -> Path:
+def make_project(work: Path) -> Path:
     (work / "project" / "web").mkdir(parents=True)
     (work / "project" / "web" / "Dockerfile").write_text(DOCKERFILE)
     (work / "project" / "compose.yaml").write_text(COMPOSE_FILE)
@@ -73,7 +73,7 @@ def _all_healthy(engine: Engine) -> bool:
     return len(names) == 3 and all("starting" not in n and "unhealthy" not in n for n in names)
 
 
-def _sample(engine: Engine, file: Path) -> tuple[float, float]:
+def up_down(engine: Engine, file: Path) -> tuple[float, float]:
     """(seconds from ``up -d`` to all running and healthy, seconds of ``down -v``). Raises on failure."""
     cmd = _compose_cmd(engine, file)
     start = time.perf_counter()
@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="berth-bench-compose-"))
     results: dict[str, list[tuple[float, float]]] = {"berthd": [], "dockerd": []}
     try:
-        tar = _image_tar(work)
-        file = _project(work)
+        tar = image_tar(work)
+        file = make_project(work)
         with _berthd(work) as berthd, LocalDockerd(bridged=True) as dockerd:
             engines = [berthd, Engine("dockerd", dockerd.env, dockerd.netns)]
             if shutil.which("docker-compose") is None:
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.n):
                 for engine in engines:
                     try:
-                        results[engine.name].append(_sample(engine, file))
+                        results[engine.name].append(up_down(engine, file))
                     except (subprocess.CalledProcessError, TimeoutError) as exc:
                         detail = exc.stderr.decode(errors="replace").strip() if isinstance(
                             exc, subprocess.CalledProcessError) and exc.stderr else str(exc)

@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.run import IMAGE, _image_tar, running_berthd  # noqa: E402
+from bench.common import IMAGE, image_tar, running_berthd  # noqa: E402
 from tests.fixtures.dockerd import LocalDockerd, entered_netns  # noqa: E402
 
 CHUNK = b"\0" * (1 << 20)
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="berth-bench-net-"))
     scenarios: dict[str, Scenario] = {"first": first_answer, "h2c": host_to_container, "c2c": container_to_container}
     try:
-        tar = _image_tar(work)
+        tar = image_tar(work)
         with _berthd(work) as berthd, LocalDockerd(bridged=True) as dockerd:
             engines = [berthd, Engine("dockerd", dockerd.env, dockerd.netns)]
             for engine in engines:

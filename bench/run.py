@@ -1,14 +1,14 @@
-"""``docker run --rm IMAGE true``: berthd (docker CLI and berth CLI) vs dockerd, side by side.
+"""The benchmark harness (issue 11): Berth against dockerd, podman and runc, side by side, in one run.
 
-Usage (as root): ``.venv/bin/python bench/run.py [-n 10]``
+Usage (as root): ``.venv/bin/python bench/run.py [--quick] [-n 5] [--only run,fleet,...] [--out DIR]``
 
-Both engines get the same busybox image (built locally, loaded into each with ``docker load``); each
-iteration is one ``docker run --rm --network none IMAGE true`` timed end to end (CLI start-up
-included); the berth CLI runs the same command against berthd, its own start-up included. dockerd
-runs in a network namespace of its own (tests/fixtures/dockerd.py); berthd on a temp data root and
-socket. The test dockerd has no bridge (it must not touch the host's network), so the side-by-side
-rows use ``--network none``; one more row times berthd with its default bridge network. Prints
-medians and the ratio berthd/dockerd; never fails on timing.
+Starts berthd, dockerd (Debian's docker.io, bridged inside a network namespace of its own) and podman (root,
+its own --root/--runroot, ``podman system service`` for the Docker API), each on a data root in a temp dir,
+loads the same busybox image into each, then runs every scenario of bench/scenarios.py against every system
+that can run it, the systems alternating within each repetition. Prints the table; without ``--quick`` (or
+with ``--out``) writes ``benchmarks.md`` (the part between its markers) and ``benchmarks.png`` into docs/ (or
+``--out``). ``--quick`` takes fewer repetitions and smaller counts (CI's smoke run). Exit status 1 if a
+scenario failed (its error is reported and the others still run), never because of a figure.
 """
 
 from __future__ import annotations
@@ -16,97 +16,87 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
-import signal
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+import traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.fixtures.dockerd import LocalDockerd  # noqa: E402
-from tests.fixtures.images import build_image  # noqa: E402
-from tests.fixtures.rootfs import default_cache_dir  # noqa: E402
+from bench import systems  # noqa: E402
+from bench.common import IMAGE, image_tar, running_berthd  # noqa: E402
+from bench.report import Measure, chart, markdown, table, write_markdown  # noqa: E402
+from bench.scenarios import SCENARIOS, Context  # noqa: E402
 
-IMAGE = "bench/busybox:latest"
-
-
-def _timed(argv: list[str], env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(argv, env=env, check=True, capture_output=True, timeout=120)
-    return time.perf_counter() - start
-
-
-def _image_tar(work: Path) -> Path:
-    """The busybox test image as a docker-loadable archive (skopeo: OCI layout -> docker-archive)."""
-    layout = build_image(default_cache_dir(), "busybox")
-    tar = work / "busybox.tar"
-    subprocess.run(["skopeo", "copy", "--quiet", f"oci:{layout.path}:{layout.tag}",
-                    f"docker-archive:{tar}:{IMAGE}"], check=True, capture_output=True, timeout=120)
-    return tar
-
-
-@contextlib.contextmanager
-def running_berthd(work: Path, name: str) -> Iterator[dict[str, str]]:
-    """berthd on a temp data root and socket in ``work`` (cgroup parent ``name``); yields the docker CLI's
-    environment for it. Stopped, and its cgroup parent removed, afterwards."""
-    daemon = subprocess.Popen([str(Path(sys.executable).parent / "berthd"), "-H", f"unix://{work}/berth.sock",
-                               "--data-root", str(work / "data"), "--exec-root", str(work / "run"),
-                               "--cgroup-parent", name],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 20
-        while not (work / "berth.sock").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
-        (work / "cfg").mkdir(exist_ok=True)
-        env.update(DOCKER_HOST=f"unix://{work}/berth.sock", DOCKER_CONFIG=str(work / "cfg"))
-        yield env
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(20)
-        for parent in Path("/sys/fs/cgroup").glob(f"*/{name}"):
-            with contextlib.suppress(OSError):
-                parent.rmdir()
+# bench/gui.py imports these from here.
+_image_tar = image_tar
+__all__ = ["IMAGE", "_image_tar", "main", "running_berthd"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("-n", type=int, default=10)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions, smaller counts (CI)")
+    parser.add_argument("-n", type=int, help="repetitions per scenario and system (default 5, --quick 1)")
+    parser.add_argument("--only", help=f"comma-separated scenarios among {', '.join(SCENARIOS)}")
+    parser.add_argument("--out", type=Path, help="where benchmarks.md and .png go (default docs/ without --quick)")
     args = parser.parse_args(argv)
-    docker = shutil.which("docker")
-    if docker is None or os.geteuid() != 0:
-        print("needs root and the docker CLI (apt-get install docker.io)")
-        return 0
-    work = Path(tempfile.mkdtemp(prefix="berth-bench-run-"))
-    results: dict[str, list[float]] = {}
-    tar = _image_tar(work)
-    with running_berthd(work, "berth-bench-run") as env:
-        subprocess.run([docker, "load", "-q", "-i", str(tar)], env=env, check=True, capture_output=True)
-        run = [docker, "run", "--rm", "--network", "none", IMAGE, "true"]
-        _timed(run, env)  # warm
-        results["berthd (docker CLI)"] = [_timed(run, env) for _ in range(args.n)]
-        berth_run = [str(Path(sys.executable).parent / "berth"), "-H", f"unix://{work}/berth.sock", *run[1:]]
-        results["berthd (berth CLI)"] = [_timed(berth_run, env) for _ in range(args.n)]
-        bridged = [docker, "run", "--rm", IMAGE, "true"]  # berthd's default bridge: netns, veth, NAT rules
-        results["berthd, default bridge"] = [_timed(bridged, env) for _ in range(args.n)]
-    with LocalDockerd() as dockerd:
-        dockerd.docker("load", "-q", "-i", str(tar))
-        _timed(run, dockerd.env)
-        results["dockerd (docker CLI)"] = [_timed(run, dockerd.env) for _ in range(args.n)]
-    shutil.rmtree(work, ignore_errors=True)
-    base = statistics.median(results["dockerd (docker CLI)"])
-    print(f"docker run --rm --network none busybox true, {args.n} runs each (seconds)")
-    for name, samples in results.items():
-        median = statistics.median(samples)
-        print(f"  {name:24} median {median:6.3f}   x dockerd {median / base:5.2f}")
-    return 0
+    if os.geteuid() != 0:
+        print("bench/run.py needs root (namespaces, cgroups, the engines)", file=sys.stderr)
+        return 2
+    names = args.only.split(",") if args.only else list(SCENARIOS)
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenario {', '.join(unknown)}; choose among {', '.join(SCENARIOS)}")
+    reps = args.n or (1 if args.quick else 5)
+    out = args.out or (None if args.quick else REPO / "docs")
+    for name in [k for k in os.environ if "proxy" in k.lower()]:
+        del os.environ[name]  # loopback only: never through a proxy
+
+    measures: list[Measure] = []
+    errors: list[str] = []
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="berth-bench-") as tmp, contextlib.ExitStack() as stack:
+        work = Path(tmp)
+        running: dict[str, systems.System] = {}
+        starters = {"berthd": lambda: systems.berthd(work / "berthd"), "dockerd": systems.dockerd,
+                    "podman": lambda: systems.podman(work / "podman")}
+        tar = image_tar(work)
+        for name, start in starters.items():
+            try:
+                system = stack.enter_context(start())
+                system.docker("load", "-q", "-i", str(tar))
+                running[name] = system
+            except Exception as exc:  # a system that cannot start is reported; the others still run
+                errors.append(f"{name} did not start: {type(exc).__name__}: {exc}")
+        ctx = Context(running, reps, args.quick, work)
+        for name in names:
+            log(f"{name} ...")
+            scenario_start = time.monotonic()
+            try:
+                measures += SCENARIOS[name](ctx)
+            except Exception as exc:
+                errors.append(f"{name}: {type(exc).__name__}: {str(exc).strip()[:500]}")
+                traceback.print_exc()
+            log(f"{name} done in {time.monotonic() - scenario_start:.0f} s")
+    print(table(measures))
+    for error in errors:
+        print(f"FAILED {error}")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        chart(measures, out / "benchmarks.png")
+        what = f"{reps} repetitions per scenario and system" + (" (--quick)" if args.quick else "")
+        write_markdown(out / "benchmarks.md", markdown(measures, errors, f"{what}; whole run "
+                                                       f"{(time.monotonic() - started) / 60:.0f} min.",
+                                                       "benchmarks.png"))
+        log(f"wrote {out / 'benchmarks.md'} and {out / 'benchmarks.png'}")
+    return 1 if errors else 0
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

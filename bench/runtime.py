@@ -7,8 +7,9 @@ one the tests build): ``create --pid-file`` + ``start`` + wait for the container
 ``delete``. The benchmark process is a child subreaper, so the init is reparented to it once the runtime
 has exited; "wait" is a ``waitpid`` on the pid from the pid file.
 
-Prints the median and 90th percentile per variant and per step, and the ratio to runc. It never fails on
-timing; a variant that cannot run is reported as unavailable.
+Variants alternate cycle by cycle. Prints the median and 90th percentile per variant and per step, and the
+ratio to runc (``--json``: each variant's totals). It never fails on timing; a variant that cannot run is
+reported as unavailable.
 """
 
 from __future__ import annotations
@@ -146,23 +147,19 @@ def _state(pid: int) -> str | None:
         return None
 
 
-def run_variant(name: str, invoke: Invoke, work: Path, rootfs: Path, n: int, log: Path) -> Samples:
+def one_cycle(name: str, invoke: Invoke, work: Path, rootfs: Path, samples: Samples, log: Path) -> None:
+    """One create+start+wait+delete cycle of a fresh bundle into ``samples``. Raises VariantUnavailable."""
     state_root = work / f"state-{name}"
-    state_root.mkdir()
-    pid_file = work / f"pid-{name}"
-    samples = Samples()
-    for i in range(n + 1):  # the first cycle warms caches and is not counted
-        cid = f"bench-{name}-{i}-{uuid.uuid4().hex[:6]}"
-        bundle = make_bundle(work, rootfs, cid)
-        warm = Samples()
-        try:
-            cycle(invoke, state_root, bundle, pid_file, cid, warm if i == 0 else samples)
-        except VariantUnavailable as exc:
-            tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
-            raise VariantUnavailable(f"{exc}: {' | '.join(tail)}") from None
-        finally:
-            shutil.rmtree(bundle, ignore_errors=True)
-    return samples
+    state_root.mkdir(exist_ok=True)
+    cid = f"bench-{name}-{uuid.uuid4().hex[:8]}"
+    bundle = make_bundle(work, rootfs, cid)
+    try:
+        cycle(invoke, state_root, bundle, work / f"pid-{name}", cid, samples)
+    except VariantUnavailable as exc:
+        tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
+        raise VariantUnavailable(f"{exc}: {' | '.join(tail)}") from None
+    finally:
+        shutil.rmtree(bundle, ignore_errors=True)
 
 
 def remove_bench_cgroups() -> None:
@@ -180,6 +177,7 @@ def remove_bench_cgroups() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=50, help="cycles per variant (default 50)")
+    parser.add_argument("--json", action="store_true", help="print each variant's totals (ms) as JSON")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("bench/runtime.py needs root (namespaces, cgroups)", file=sys.stderr)
@@ -222,20 +220,33 @@ def main(argv: list[str] | None = None) -> int:
             ("berth-cli", "berth-runtime CLI (cold)", berth_cli_setup),
             ("berth-fs", "berth-runtime fork server", forkserver_setup),
         ]
+        invokers: dict[str, Invoke] = {}
+        closers: list[Callable[[], None]] = []
         for key, _label, setup in variants:
-            close: Callable[[], None] = lambda: None  # noqa: E731
             try:
-                invoke, close = setup()
-                log = work / f"{key}.log"
-                print(f"running {key} x{args.n} ...", file=sys.stderr, flush=True)
-                results[key] = run_variant(key, invoke, work, rootfs, args.n, log)
-            except VariantUnavailable as exc:
-                results[key] = f"unavailable: {exc}"
+                invokers[key], close = setup()
+                closers.append(close)
+                one_cycle(key, invokers[key], work, rootfs, Samples(), work / f"{key}.log")  # warm, not counted
+                results[key] = Samples()
             except Exception as exc:  # a broken variant must not stop the others
+                invokers.pop(key, None)
                 results[key] = f"unavailable: {type(exc).__name__}: {exc}"
-            finally:
-                with contextlib.suppress(Exception):
-                    close()
+        print(f"{args.n} rounds of {', '.join(invokers)} ...", file=sys.stderr, flush=True)
+        for _ in range(args.n):  # alternating: background load hits every variant alike
+            for key, invoke in list(invokers.items()):
+                samples = results[key]
+                assert isinstance(samples, Samples)
+                try:
+                    one_cycle(key, invoke, work, rootfs, samples, work / f"{key}.log")
+                except Exception as exc:
+                    invokers.pop(key)
+                    results[key] = f"unavailable: {type(exc).__name__}: {exc}"
+        for close in closers:
+            with contextlib.suppress(Exception):
+                close()
+        if args.json:
+            print(json.dumps({key: res.total if isinstance(res, Samples) else res for key, res in results.items()}))
+            return 0
         print_table(results, [(k, label) for k, label, _ in variants], args.n)
     finally:
         shutil.rmtree(work, ignore_errors=True)
