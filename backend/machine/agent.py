@@ -59,6 +59,14 @@ from backend.machine.wheels import guest_wheels
 log = logging.getLogger("berth.machine.agent")
 BOOT_TIMEOUT = 900.0
 """Seconds from QEMU's start to READY (a first boot under TCG installs berthd too)."""
+KVM_GRACE = 45.0
+"""Seconds an automatically chosen KVM gets to report BOOTED; nested KVM that creates VMs but crawls through
+the kernel's start fails this, and the machine boots again under TCG (remembered in ``_cache/kvm-stalled``)."""
+KVM_STALLED = "kvm-stalled"
+
+
+class _KvmStalled(Exception):
+    """KVM was chosen automatically and the guest said nothing within :data:`KVM_GRACE`."""
 
 
 def free_port() -> int:
@@ -78,16 +86,25 @@ def base_image(store: MachineStore, sha256: str) -> BaseImage:
     return BaseImage(sha256, directory / "disk.qcow2", directory / "vmlinuz", directory / "initrd.img")
 
 
-def machine_argv(store: MachineStore, record: MachineRecord, ssh_port: int) -> list[str]:
-    """QEMU's argv for ``record`` on this host. Raises MachineError for an unknown accelerator."""
+def pick_accel(store: MachineStore, record: MachineRecord) -> Accel:
+    """The machine's ``--accel``, else the host's (KVM only when it runs guests and never stalled a boot here).
+    Raises MachineError for an unknown name."""
+    if record.config.accel:
+        try:
+            return Accel(record.config.accel)
+        except ValueError as exc:
+            raise MachineError(f"unknown accelerator {record.config.accel!r}") from exc
+    host = host_os()
+    kvm = host is HostOS.LINUX and not (store.home / "_cache" / KVM_STALLED).exists() and kvm_runs_guests()
+    return choose_accel(host, kvm)
+
+
+def machine_argv(store: MachineStore, record: MachineRecord, accel: Accel, ssh_port: int) -> list[str]:
+    """QEMU's argv for ``record`` on this host. Raises MachineError for a combination QEMU cannot run."""
     files = MachineFiles(store.dir(record.name))
     config = record.config
     host = host_os()
     arch = Arch.AARCH64 if platform.machine().lower() in ("arm64", "aarch64") else Arch.X86_64
-    try:
-        accel = Accel(config.accel) if config.accel else choose_accel(host, host is HostOS.LINUX and kvm_runs_guests())
-    except ValueError as exc:
-        raise MachineError(f"unknown accelerator {config.accel!r}") from exc
     image = base_image(store, config.image_sha256)
     share = Path(config.share) if config.share else None
     paths = QemuPaths(disk=files.disk, seed=files.seed, serial_log=files.serial_log, ready_socket=files.ready_socket,
@@ -118,6 +135,7 @@ class Agent:
         self.ssh: GuestSSH | None = None
         self.api: SocketForwarder | None = None
         self.published: dict[str, Published] = {}
+        self.accel = Accel.TCG
         self.ready_port: socket.socket | None = None
         """Kept open while the machine runs, so the guest's writes to the ready port never block."""
 
@@ -131,7 +149,7 @@ class Agent:
         ready.bind(str(self.files.ready_socket))
         ready.listen(1)
         self.files.serial_log.unlink(missing_ok=True)
-        argv = machine_argv(self.store, record, ssh_port)
+        argv = machine_argv(self.store, record, self.accel, ssh_port)
         log.info("starting %s", " ".join(argv))
         with open(self.files.dir / "qemu.log", "wb") as out:
             self.qemu = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
@@ -150,8 +168,10 @@ class Agent:
         return text.splitlines()[-1] if text else "see qemu.log"
 
     def _boot(self) -> None:
-        """Launch QEMU and wait for READY, provisioning berthd on the first boot. Raises MachineError."""
+        """Launch QEMU and wait for READY, provisioning berthd on the first boot. Raises MachineError;
+        _KvmStalled when an automatically chosen KVM stays silent for :data:`KVM_GRACE` seconds."""
         started = time.monotonic()
+        grace = KVM_GRACE if self.accel is Accel.KVM and not self.store.load(self.name).config.accel else None
         conn = self._launch()
         conn.settimeout(1.0)
         buffer = b""
@@ -163,6 +183,9 @@ class Agent:
             try:
                 chunk = conn.recv(256)
             except TimeoutError:
+                if grace is not None and time.monotonic() - started > grace:
+                    conn.close()
+                    raise _KvmStalled from None
                 continue
             if not chunk:
                 raise MachineError("the ready port closed during boot")
@@ -171,6 +194,7 @@ class Agent:
                 line, _, buffer = buffer.partition(b"\n")
                 word = line.strip().decode(errors="replace")
                 log.info("guest: %s after %.1fs", word, time.monotonic() - started)
+                grace = None
                 if word == "BOOTED":
                     self._connect()
                     if not self.store.load(self.name).provisioned:
@@ -264,7 +288,15 @@ class Agent:
     def run(self) -> int:
         """Boot, serve until QEMU exits; the process's exit code."""
         try:
-            self._boot()
+            self.accel = pick_accel(self.store, self.store.load(self.name))
+            try:
+                self._boot()
+            except _KvmStalled:
+                log.warning("KVM did not boot the guest within %.0fs: booting under TCG (and from now on)", KVM_GRACE)
+                (self.store.home / "_cache" / KVM_STALLED).touch()
+                self._stop_qemu()
+                self.accel = Accel.TCG
+                self._boot()
             assert self.ssh is not None
             ssh = self.ssh
             self.api = SocketForwarder.unix(self.files.api_socket, lambda: ssh.open_tcp(GUEST_API_PORT))
@@ -288,11 +320,7 @@ class Agent:
                 log.info("event stream ended: %s", exc)
             time.sleep(0.5)
 
-    def _shutdown(self, state: MachineState, error: str) -> None:
-        if self.api is not None:
-            self.api.close()
-        for container in list(self.published):
-            self._unpublish(container)
+    def _stop_qemu(self) -> None:
         if self.qemu is not None and self.qemu.poll() is None:
             self.qemu.terminate()
             with suppress(subprocess.TimeoutExpired):
@@ -300,6 +328,13 @@ class Agent:
             if self.qemu.poll() is None:
                 self.qemu.kill()
                 self.qemu.wait()
+
+    def _shutdown(self, state: MachineState, error: str) -> None:
+        if self.api is not None:
+            self.api.close()
+        for container in list(self.published):
+            self._unpublish(container)
+        self._stop_qemu()
         if self.ssh is not None:
             self.ssh.close()
         if self.ready_port is not None:
