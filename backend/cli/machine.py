@@ -69,7 +69,8 @@ def _configure_init(parser: ArgumentParser) -> None:
 
 def _init(cli: Cli, args: argparse.Namespace) -> None:
     share = None if args.no_share else str(Path(args.share or Path.home()).absolute())
-    config = MachineConfig(cpus=args.cpus or 2, memory_mib=_mib(args.memory) if args.memory else 2048,
+    config = MachineConfig(cpus=2 if args.cpus is None else args.cpus,
+                           memory_mib=_mib(args.memory) if args.memory else 2048,
                            disk_gib=_gib(args.disk_size) if args.disk_size else 20, image_url=args.image,
                            image_sha256=args.image_sha256, share=share, accel=args.accel,
                            restrict_network=args.restrict_network)
