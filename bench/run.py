@@ -1,6 +1,6 @@
 """The benchmark harness (issue 11): Berth against dockerd, podman and runc, side by side, in one run.
 
-Usage (as root): ``.venv/bin/python bench/run.py [--quick] [-n 5] [--only run,fleet,...] [--out DIR]``
+Usage (as root): ``.venv/bin/python bench/run.py [--quick] [-n 3] [--only run,fleet,...] [--out DIR]``
 
 Starts berthd, dockerd (Debian's docker.io, bridged inside a network namespace of its own) and podman (root,
 its own --root/--runroot, ``podman system service`` for the Docker API), each on a data root in a temp dir,
@@ -39,18 +39,18 @@ __all__ = ["IMAGE", "_image_tar", "main", "running_berthd"]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, smaller counts (CI)")
-    parser.add_argument("-n", type=int, help="repetitions per scenario and system (default 5, --quick 1)")
+    parser.add_argument("-n", type=int, help="repetitions per scenario and system (default 3, --quick 1)")
     parser.add_argument("--only", help=f"comma-separated scenarios among {', '.join(SCENARIOS)}")
     parser.add_argument("--out", type=Path, help="where benchmarks.md and .png go (default docs/ without --quick)")
     args = parser.parse_args(argv)
-    if os.geteuid() != 0:
-        print("bench/run.py needs root (namespaces, cgroups, the engines)", file=sys.stderr)
-        return 2
     names = args.only.split(",") if args.only else list(SCENARIOS)
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario {', '.join(unknown)}; choose among {', '.join(SCENARIOS)}")
-    reps = args.n or (1 if args.quick else 5)
+    if os.geteuid() != 0:
+        print("bench/run.py needs root (namespaces, cgroups, the engines)", file=sys.stderr)
+        return 2
+    reps = args.n or (1 if args.quick else 3)
     out = args.out or (None if args.quick else REPO / "docs")
     for name in [k for k in os.environ if "proxy" in k.lower()]:
         del os.environ[name]  # loopback only: never through a proxy
