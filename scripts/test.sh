@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 debs=(python3 python3-venv python3-pip runc crun busybox-static docker-registry xvfb procps iproute2
       libseccomp2 util-linux skopeo umoci apache2-utils docker.io docker-compose tini iptables openssl debootstrap
-      desktop-file-utils systemd podman
+      desktop-file-utils systemd podman openssh-server
       qemu-system-x86 qemu-utils e2fsprogs
       libgl1 libegl1 libfontconfig1 libfreetype6 libxkbcommon0 libdbus-1-3)
 missing=()

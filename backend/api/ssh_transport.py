@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import select
 import socket
 import struct
 import threading
@@ -71,8 +73,9 @@ class _Transport(paramiko.Transport):
 
 
 def _relay(channel: paramiko.Channel, sock: socket.socket) -> None:
-    """Copy bytes both ways until the local side hangs up; then close both (the channel's EOF is passed on as
-    a shutdown of the socket's writing side)."""
+    """Copy bytes both ways. EOF from either side is passed on as a half-close (the client half-closes after
+    an exec's stdin); both ends close once the socket hangs up: POLLHUP, when the client closed it or both
+    directions have ended."""
 
     def down() -> None:
         with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
@@ -86,6 +89,10 @@ def _relay(channel: paramiko.Channel, sock: socket.socket) -> None:
     with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
         while data := sock.recv(_PIECE):
             channel.sendall(data)
+        channel.shutdown_write()
+        hangup = select.poll()
+        hangup.register(sock, 0)  # POLLHUP is always reported
+        hangup.poll()
     channel.close()
     reader.join()
     sock.close()
@@ -150,6 +157,9 @@ class SSHTunnel:
                 return transport
             self._drop()
         host, port, user, identities = self._ssh_config()
+        quiet = logging.getLogger("paramiko")  # its refusals are our exceptions, not lines on stderr
+        if not quiet.handlers:
+            quiet.addHandler(logging.NullHandler())
         client = paramiko.SSHClient()
         with contextlib.suppress(OSError):
             client.load_system_host_keys()
@@ -170,6 +180,8 @@ class SSHTunnel:
             raise self._fail(f"SSH authentication as {user} failed ({exc}); add a key to the agent or ~/.ssh") from exc
         except paramiko.SSHException as exc:
             client.close()
+            if "No authentication methods available" in str(exc):
+                raise self._fail(f"SSH authentication as {user} failed: no key in the agent or ~/.ssh") from exc
             if "not found in known_hosts" in str(exc):
                 raise self._fail(f"the host key of {shown} is unknown (not in ~/.ssh/known_hosts); check it and add "
                                  f"it, e.g. by connecting once with: ssh -p {port} {user}@{host}") from exc
