@@ -20,6 +20,8 @@ from backend.api.host import HostError, parse_host
 
 GEOMETRY = "window/geometry"
 PAGE = "window/page"
+TABLES = "window/tables/"  # + the page's name: its table header's state (column widths, sort column and order)
+DETAIL_TAB = "window/detail_tab"
 NOTIFICATIONS = "notifications/enabled"
 ENGINE_MODE = "engine/mode"
 ENGINE_HOST = "engine/host"
@@ -136,6 +138,23 @@ class Settings(QObject):
     @page.setter
     def page(self, value: int) -> None:
         self.store.setValue(PAGE, value)
+
+    def table_state(self, page: str) -> QByteArray | None:
+        """The saved header state of ``page``'s table (QHeaderView.saveState), or None."""
+        value = self.store.value(TABLES + page)
+        return value if isinstance(value, QByteArray) else None
+
+    def set_table_state(self, page: str, state: QByteArray) -> None:
+        self.store.setValue(TABLES + page, state)
+
+    @property
+    def detail_tab(self) -> int:
+        """The container detail view's last tab (0-based; 0 when unset)."""
+        return self._int(DETAIL_TAB, 0, 0, 99)
+
+    @detail_tab.setter
+    def detail_tab(self, value: int) -> None:
+        self.store.setValue(DETAIL_TAB, value)
 
     @property
     def notifications(self) -> bool:

@@ -69,12 +69,11 @@ class ImagesPage(TablePage):
         self.pull_dialog.raise_()
 
     def show_run(self) -> None:
-        """Open the Run dialog for the (first) selected image."""
+        """Open the Run dialog for the (first) selected image, or with no image when none is selected."""
         rows = self.selected_images()
-        if rows:
-            dialog = RunDialog(self.client, self.runner, self.live.networks, rows[0].reference, self)
-            dialog.started.connect(self._started)
-            self._open(dialog)
+        dialog = RunDialog(self.client, self.runner, self.live.networks, rows[0].reference if rows else "", self)
+        dialog.started.connect(self._started)
+        self._open(dialog)
 
     def show_tag(self) -> None:
         """Open the Tag dialog for the (first) selected image."""

@@ -1,7 +1,9 @@
 """The main window: sidebar of pages, top bar (search, Pull…), the error banner and the engine status pill.
 
 The banner shows the newest action error, and the engine's state while it is not running (with a Start
-button). The pages are live from the session's events through :class:`app.live.LiveData`.
+button). The pages are live from the session's events through :class:`app.live.LiveData`. Delete acts on the
+current page's selection; Ctrl+1…8 switch pages. The geometry, the page, each table's columns and sort order
+and the detail view's tab are kept in the settings.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.actions import ActionRunner
+from app.dialogs.about import AboutDialog
 from app.engine_control import EngineCommand
 from app.engine_session import EngineSession, EngineState
 from app.live import LiveData
@@ -84,18 +87,29 @@ class MainWindow(QMainWindow):
         side.addWidget(QLabel("<b>Berth</b>"))
         side.addWidget(self.sidebar, 1)
         side.addWidget(self.pill)
+        about = QPushButton("About Berth")
+        about.setFlat(True)
+        about.setToolTip("Versions of the app and the engine")
+        about.clicked.connect(self.show_about)
+        side.addWidget(about)
+        self.about_dialog: AboutDialog | None = None
         self.search = QLineEdit()
         self.search.setPlaceholderText("Search the current page…  Ctrl+K")
         self.search.setClearButtonEnabled(True)
         self.search.textChanged.connect(self._search)
+        self.sidebar.currentRowChanged.connect(lambda: self._search(self.search.text()))
         QShortcut(QKeySequence("Ctrl+K"), self, self.search.setFocus)
         QShortcut(QKeySequence("F5"), self, live.reload_all)
-        QShortcut(QKeySequence(QKeySequence.StandardKey.Delete), self, self.containers_page.delete_selected)
+        QShortcut(QKeySequence(QKeySequence.StandardKey.Delete), self, self.delete_selected)
+        run = QPushButton("Run…")
+        run.setToolTip("Run a container (from the selected image on the Images page)")
+        run.clicked.connect(self.images_page.show_run)
         pull = QPushButton("Pull…")
         pull.setToolTip("Pull an image")
         pull.clicked.connect(self.images_page.show_pull)
         top = QHBoxLayout()
         top.addWidget(self.search, 1)
+        top.addWidget(run)
         top.addWidget(pull)
         self.banner = ErrorBanner()
         content = QVBoxLayout()
@@ -116,6 +130,11 @@ class MainWindow(QMainWindow):
         self._engine_state(session.state, session.message)
         if settings.geometry is not None:
             self.restoreGeometry(settings.geometry)
+        for name, page in self.tables().items():
+            state = settings.table_state(name)
+            if state is not None and page.view.header().restoreState(state):
+                header = page.view.header()
+                page.view.sortByColumn(header.sortIndicatorSection(), header.sortIndicatorOrder())
         self.show_page(settings.page)
 
     def show_page(self, number: int) -> None:
@@ -123,11 +142,29 @@ class MainWindow(QMainWindow):
         if 0 <= number < len(self.pages):
             self.sidebar.setCurrentRow(number)
 
+    def tables(self) -> dict[str, TablePage]:
+        """The pages that are tables, by name."""
+        return {name: page for name, page in self.pages.items() if isinstance(page, TablePage)}
+
+    def delete_selected(self) -> None:
+        """Delete the current page's selection (each page confirms first); pages without one ignore it."""
+        delete = getattr(self.stack.currentWidget(), "delete_selected", None)
+        if callable(delete):
+            delete()
+
+    def show_about(self) -> AboutDialog:
+        """Open the About dialog (it asks the engine for its versions)."""
+        self.about_dialog = AboutDialog(self.session.client, self.runner, self)
+        self.about_dialog.show()
+        return self.about_dialog
+
     def open_detail(self, row: ContainerRow) -> ContainerDetail:
-        """Open (or raise) the detail window of ``row``; the log follows while it is open."""
+        """Open (or raise) the detail window of ``row`` on the last tab used; the log follows while it is open."""
         window = self.detail_windows.get(row.id)
         if window is None:
             window = ContainerDetail(self.session, self.runner, row)
+            window.tabs.setCurrentIndex(self.settings.detail_tab)
+            window.tabs.currentChanged.connect(lambda index: setattr(self.settings, "detail_tab", index))
             self.detail_windows[row.id] = window
             window.destroyed.connect(lambda: self.detail_windows.pop(row.id, None))
         window.show()
@@ -153,6 +190,9 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         self.settings.geometry = self.saveGeometry()
         self.settings.page = self.sidebar.currentRow()
+        for name, page in self.tables().items():
+            self.settings.set_table_state(name, page.view.header().saveState())
+        self.settings.store.sync()
         for window in list(self.detail_windows.values()):
             window.close()
         super().closeEvent(event)

@@ -13,12 +13,7 @@ from backend.api.errors import APIError, NotFoundError
 from backend.cli.context import ArgumentParser, Cli, Command, CommandError, ExitCode, UsageError, describe
 from backend.cli.formatting import Formatter, bytes_size, human_size, render_items, timestamp_arg
 from backend.cli.images import confirm, parse_filters
-from backend.version import VERSION
-
-
-def _machine() -> str:
-    arch = platform.machine()
-    return {"x86_64": "amd64", "aarch64": "arm64"}.get(arch, arch)
+from backend.version import VERSION, build_stamp, platform_name
 
 
 def _configure_version(p: ArgumentParser) -> None:
@@ -26,10 +21,15 @@ def _configure_version(p: ArgumentParser) -> None:
 
 
 async def version(cli: Cli, args: argparse.Namespace) -> None:
-    client_doc = {"Version": VERSION, "ApiVersion": "", "Os": "linux", "Arch": _machine(),
+    """Client facts (version, build, API, Python, platform), then the engine's (version, API range, platform,
+    kernel, default runtime), as the About dialog shows them. Raises CommandError when the engine does not
+    answer (after printing the client's facts)."""
+    os_name, _, arch = platform_name().partition("/")
+    client_doc = {"Version": VERSION, "ApiVersion": "", "GitCommit": build_stamp(), "Os": os_name, "Arch": arch,
                   "PythonVersion": platform.python_version()}
     try:
         server = await cli.client.version()
+        runtime = str((await cli.client.info()).raw.get("DefaultRuntime") or "")
     except APIError as exc:
         server = None
         error = exc
@@ -40,7 +40,8 @@ async def version(cli: Cli, args: argparse.Namespace) -> None:
         cli.print("Client:")
         for key, value in (("Version", VERSION), ("API version", client_doc["ApiVersion"]),
                            ("Python version", client_doc["PythonVersion"]),
-                           ("OS/Arch", f"linux/{client_doc['Arch']}")):
+                           ("Git commit", client_doc["GitCommit"] or "(from source)"),
+                           ("OS/Arch", platform_name())):
             cli.print(f" {key + ':':<19}{value}")
         if server is not None:
             cli.print()
@@ -48,7 +49,8 @@ async def version(cli: Cli, args: argparse.Namespace) -> None:
             cli.print(" Engine:")
             for key, value in (("Version", server.version),
                                ("API version", f"{server.api_version} (minimum version {server.min_api_version})"),
-                               ("OS/Arch", f"{server.os}/{server.arch}"), ("Kernel Version", server.kernel_version)):
+                               ("OS/Arch", f"{server.os}/{server.arch}"), ("Kernel Version", server.kernel_version),
+                               ("Default Runtime", runtime)):
                 cli.print(f"  {key + ':':<18}{value}")
     if server is None:
         cli.out.flush()

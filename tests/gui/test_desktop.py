@@ -19,17 +19,6 @@ from tests.gui.conftest import eventually, run_async
 pytestmark = [pytest.mark.gui, pytest.mark.root, pytest.mark.network]
 
 
-@pytest.fixture
-def desktop(qtbot, berthd_with_busybox, qloop, tmp_path):
-    app = Desktop(berthd_with_busybox.url, Settings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)),
-                  notify=False)
-    app.window.containers_page.confirm = lambda question: True
-    app.start()
-    run_async(qtbot, eventually(lambda: app.session.state is EngineState.RUNNING, 10, "the engine"))
-    yield app
-    run_async(qtbot, app.close())
-
-
 def name() -> str:
     return f"gui-{secrets.token_hex(4)}"
 

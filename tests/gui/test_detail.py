@@ -25,7 +25,6 @@ from app.widgets.log_view import MAX_LINES, AnsiFormatter, LogView
 from backend.api.client import EngineClient
 from backend.api.types import Port, StatsSample
 from tests.gui.conftest import eventually, run_async
-from tests.gui.test_desktop import desktop  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.gui
 
@@ -244,7 +243,7 @@ def plain(window: ContainerDetail) -> str:
 
 
 @daemon
-def test_logs_follow_search_timestamps_and_clear(qtbot, desktop, berthd_with_busybox) -> None:  # noqa: F811
+def test_logs_follow_search_timestamps_and_clear(qtbot, desktop, berthd_with_busybox) -> None:
     n = name()
     berthd_with_busybox.docker("run", "-d", "--name", n, "busybox", "sh", "-c",
                                "for i in 1 2 3; do echo tick $i; sleep 0.3; done; sleep 2; echo late; sleep 60")
@@ -273,7 +272,7 @@ def test_logs_follow_search_timestamps_and_clear(qtbot, desktop, berthd_with_bus
 
 
 @daemon
-def test_logs_follow_a_restarted_container(qtbot, desktop, berthd_with_busybox) -> None:  # noqa: F811
+def test_logs_follow_a_restarted_container(qtbot, desktop, berthd_with_busybox) -> None:
     n = name()
     berthd_with_busybox.docker("run", "-d", "--name", n, "busybox", "sh", "-c", "echo boot; sleep 60")
     try:
@@ -287,7 +286,7 @@ def test_logs_follow_a_restarted_container(qtbot, desktop, berthd_with_busybox) 
 
 
 @daemon
-def test_logs_render_ansi_colours(qtbot, desktop, berthd_with_busybox) -> None:  # noqa: F811
+def test_logs_render_ansi_colours(qtbot, desktop, berthd_with_busybox) -> None:
     n = name()
     berthd_with_busybox.docker("run", "-d", "--name", n, "busybox", "sh", "-c",
                                r"printf '\033[31mred\033[0m plain\n'; sleep 60")
@@ -304,7 +303,7 @@ def test_logs_render_ansi_colours(qtbot, desktop, berthd_with_busybox) -> None: 
 
 
 @daemon
-def test_inspect_shows_the_container_and_follows_its_state(qtbot, desktop, berthd_with_busybox) -> None:  # noqa: F811
+def test_inspect_shows_the_container_and_follows_its_state(qtbot, desktop, berthd_with_busybox) -> None:
     n = name()
     ident = berthd_with_busybox.docker("run", "-d", "--name", n, "busybox", "sleep", "60").stdout.strip()
     try:
@@ -329,7 +328,7 @@ def test_inspect_shows_the_container_and_follows_its_state(qtbot, desktop, berth
 
 
 @daemon
-def test_stats_receive_samples_while_shown(qtbot, desktop, berthd_with_busybox) -> None:  # noqa: F811
+def test_stats_receive_samples_while_shown(qtbot, desktop, berthd_with_busybox) -> None:
     n = name()
     berthd_with_busybox.docker("run", "-d", "--name", n, "busybox", "sleep", "60")
     try:
@@ -361,7 +360,7 @@ class UrlCatcher(QObject):
 
 
 @daemon
-def test_header_links_and_actions_change_the_container(qtbot, desktop, berthd_with_busybox) -> None:  # noqa: F811
+def test_header_links_and_actions_change_the_container(qtbot, desktop, berthd_with_busybox) -> None:
     n = name()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -396,7 +395,7 @@ def test_header_links_and_actions_change_the_container(qtbot, desktop, berthd_wi
 
 
 @daemon
-def test_a_missing_container_gives_one_line_errors(qtbot, desktop, berthd_with_busybox) -> None:  # noqa: F811
+def test_a_missing_container_gives_one_line_errors(qtbot, desktop, berthd_with_busybox) -> None:
     ghost = ContainerRow("0" * 64, "ghost", "busybox", "running", "Up", (), 0)
     window = desktop.window.open_detail(ghost)
     run_async(qtbot, window.settle())
