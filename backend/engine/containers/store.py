@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from backend.engine.containers.create_request import validate_name
 from backend.engine.containers.state import ContainerState, ContainerStatus
 from backend.engine.errors import Conflict, InvalidParameter, NotFound
+from backend.engine.images.tarsafe import remove_tree
 from backend.engine.runtime.monitor import write_json_atomic
 
 _ADJECTIVES = ("brave", "calm", "eager", "fond", "happy", "jolly", "keen", "lucid", "merry", "nifty", "quirky",
@@ -156,14 +156,15 @@ class ContainerStore:
         if os.path.exists(path):
             doomed = os.path.join(self.root, f".removing-{container_id}-{secrets.token_hex(4)}")
             os.rename(path, doomed)
-            shutil.rmtree(doomed, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                remove_tree(doomed)  # iterative: a container may leave a tree deeper than Python's recursion
 
     def recover(self) -> None:
         """Finish removals a crash interrupted."""
         for name in os.listdir(self.root):
             if name.startswith(".removing-"):
                 with contextlib.suppress(OSError):
-                    shutil.rmtree(os.path.join(self.root, name))
+                    remove_tree(os.path.join(self.root, name))
 
     def __iter__(self) -> Iterator[ContainerRecord]:
         return iter(list(self.records.values()))

@@ -18,12 +18,12 @@ import hashlib
 import json
 import os
 import secrets
-import shutil
 import string
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 from backend.engine.errors import InvalidParameter, NotFound
+from backend.engine.images.tarsafe import remove_tree
 
 _SHORT_ALPHABET = string.ascii_uppercase + string.digits
 SHORT_LEN = 12
@@ -38,6 +38,12 @@ def chain_ids(diff_ids: Sequence[str]) -> list[str]:
         else:
             out.append("sha256:" + hashlib.sha256(f"{out[-1]} {diff_id}".encode()).hexdigest())
     return out
+
+
+def _discard(path: str) -> None:
+    """Remove a layer directory (trees of any depth); failures are left for ``recover``."""
+    with contextlib.suppress(OSError):
+        remove_tree(path)
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,7 @@ class LayerStore:
         """Remove partial unpacks and dangling short links (call at start-up)."""
         for name in os.listdir(self.layers_dir):
             if name.startswith("tmp-"):
-                shutil.rmtree(os.path.join(self.layers_dir, name), ignore_errors=True)
+                _discard(os.path.join(self.layers_dir, name))
         for name in os.listdir(self.links_dir):
             link = os.path.join(self.links_dir, name)
             if not os.path.exists(link):
@@ -117,13 +123,13 @@ class LayerStore:
                 os.rename(tmp, self._dir(chain_id))
             except OSError:
                 if self.has(chain_id):  # lost a race with a concurrent unpack of the same layer
-                    shutil.rmtree(tmp, ignore_errors=True)
+                    _discard(tmp)
                     return self.get(chain_id)
                 raise
             os.symlink(os.path.join("..", "layers", chain_id[7:], "diff"), os.path.join(self.links_dir, short))
             return record
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            _discard(tmp)
             raise
 
     def remove(self, chain_id: str) -> None:
@@ -139,7 +145,7 @@ class LayerStore:
         if os.path.exists(path):
             doomed = os.path.join(self.layers_dir, f"tmp-{secrets.token_hex(8)}")
             os.rename(path, doomed)
-            shutil.rmtree(doomed, ignore_errors=True)
+            _discard(doomed)
 
     def chain_ids(self) -> list[str]:
         return ["sha256:" + name for name in os.listdir(self.layers_dir) if len(name) == 64]

@@ -9,7 +9,8 @@ root descriptor it started from:
   and ``..`` never climbs above the root (it is clamped, or refused in strict mode). The kernel never
   follows a symlink for us: every ``openat`` carries ``O_NOFOLLOW``.
 - ``clear_directory`` removes everything below a directory without following symlinks and with a
-  constant number of open descriptors, whatever the depth of the tree.
+  constant number of open descriptors, whatever the depth of the tree; ``remove_tree`` removes a tree
+  by path the same way.
 
 Failures raise ``OSError`` (with the real errno) or a ``ResolveError`` subclass; callers wrap them once
 into the engine's taxonomy. Paths are ``bytes`` components (no ``/`` in a component).
@@ -131,6 +132,20 @@ def remove_entry(dir_fd: int, name: bytes) -> None:
         os.rmdir(name, dir_fd=dir_fd)
     else:
         os.unlink(name, dir_fd=dir_fd)
+
+
+def remove_tree(path: str) -> None:
+    """Remove ``path`` whatever it is, a directory tree of any depth included; missing is fine.
+
+    Iterative (``clear_directory``), so depth is bounded by nothing but the filesystem, where a recursive
+    walk (``shutil.rmtree``) dies of Python's recursion limit. Never follows a symlink. Raises OSError.
+    """
+    parent, name = os.path.split(os.path.abspath(path))
+    parent_fd = os.open(parent, _O_DIR_READ)
+    try:
+        remove_entry(parent_fd, os.fsencode(name))
+    finally:
+        os.close(parent_fd)
 
 
 class LayerTree:
