@@ -19,6 +19,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
@@ -49,6 +50,8 @@ LAYER_TYPES = (
     "application/vnd.oci.image.layer.v1.tar+zstd",
 )
 MAX_CONFIG = 8 * 1024 * 1024
+PROGRESS_INTERVAL = 0.1
+"""Seconds between two "Downloading" messages of one layer."""
 
 
 @dataclass(frozen=True)
@@ -293,8 +296,16 @@ class ImageService:
             return
         progress(Progress("Pulling fs layer", short))
 
+        last = 0.0
+
         def downloaded(current: int, total: int) -> None:
-            progress(Progress("Downloading", short, current, total))
+            # At most one message per PROGRESS_INTERVAL and layer, and the last one (as dockerd's progress reader):
+            # one per received chunk made the stream and the client's rendering cost more than the download.
+            nonlocal last
+            now = time.monotonic()
+            if now - last >= PROGRESS_INTERVAL or current == total:
+                last = now
+                progress(Progress("Downloading", short, current, total))
 
         async def fetch(writer: BlobWriter) -> None:
             await self.registry.fetch_blob(ref.domain, ref.path, desc, writer.write, progress=downloaded)
