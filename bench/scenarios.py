@@ -117,8 +117,9 @@ def fleet(ctx: Context) -> list[Measure]:
                   "sum over the engine's processes: berthd + monitors; dockerd + containerd + shims; podman service "
                   "+ conmons")
     down = Measure("fleet.down", f"stop + remove of {count} containers", "s",
-                   "`POST /containers/{id}/stop` then `DELETE /containers/{id}` one after the other")
-    for system in ctx.rounds(("berthd", "dockerd", "podman")):
+                   "`POST /containers/{id}/stop` then `DELETE /containers/{id}` one after the other "
+                   "(one fleet per system and run)")
+    for system in ctx.rounds(("berthd", "dockerd", "podman"), 1):  # one fleet per system: 100 of each operation
         client = Api(system.socket)
         ids: list[str] = []
         try:
