@@ -9,12 +9,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from PySide6.QtCore import QEvent, QObject, QPoint, QPointF, QSettings, Qt, QTimer
+from PySide6.QtCore import QEvent, QObject, QPoint, QPointF, Qt, QTimer
 from PySide6.QtGui import QColor, QGuiApplication, QPalette, QWheelEvent
 
 from app.application import Desktop
-from app.engine_session import EngineState
-from app.settings import Settings
 from app.views.container_detail import ContainerDetail
 from app.views.exec_tab import ExecTab
 from app.widgets.terminal import TerminalWidget
@@ -201,16 +199,6 @@ def test_select_copy_and_paste(qtbot, term) -> None:
 
 
 # -- the Exec tab against a real berthd ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def desktop(qtbot, berthd_with_busybox, qloop, tmp_path):
-    app = Desktop(berthd_with_busybox.url, Settings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)),
-                  notify=False)
-    app.start()
-    run_async(qtbot, eventually(lambda: app.session.state is EngineState.RUNNING, 10, "the engine"))
-    yield app
-    run_async(qtbot, app.close())
 
 
 @pytest.fixture
