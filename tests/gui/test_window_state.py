@@ -52,3 +52,27 @@ def test_window_state_is_restored(qtbot, desktop, berthd_with_busybox) -> None:
         if again is not None:
             run_async(qtbot, again.close())
         berthd_with_busybox.docker("rm", "-f", n)
+
+
+def test_keyboard_switches_pages_and_deletes_on_the_current_page(qtbot, desktop, berthd_with_busybox) -> None:
+    volume = f"ws-{secrets.token_hex(4)}"
+    berthd_with_busybox.docker("volume", "create", volume)
+    window = desktop.window
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    try:
+        qtbot.keyClick(window, Qt.Key.Key_2, Qt.KeyboardModifier.ControlModifier)
+        assert window.stack.currentWidget() is window.images_page
+        qtbot.keyClick(window, Qt.Key.Key_3, Qt.KeyboardModifier.ControlModifier)
+        page = window.tables()["Volumes"]
+        assert window.stack.currentWidget() is page
+        run_async(qtbot, eventually(lambda: any(r.name == volume for r in desktop.live.volumes.rows), 5, "volume"))
+        window.search.setText(volume)  # the top bar's search filters the page shown
+        assert page.proxy.rowCount() == 1
+        page.select(lambda row: getattr(row, "name", "") == volume)
+        page.view.setFocus()
+        qtbot.keyClick(page.view, Qt.Key.Key_Delete)
+        run_async(qtbot, eventually(lambda: berthd_with_busybox.docker(
+            "volume", "inspect", volume, check=False).returncode != 0, 10, "the volume deleted"))
+    finally:
+        berthd_with_busybox.docker("volume", "rm", "-f", volume, check=False)
