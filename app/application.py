@@ -25,6 +25,7 @@ from app.tray import Tray
 from app.views.main_window import MainWindow
 from backend.api.client import EngineClient
 from backend.api.host import find_host, parse_host
+from backend.version import VERSION
 
 
 class Desktop:
@@ -32,7 +33,7 @@ class Desktop:
     :meth:`start`."""
 
     def __init__(self, host: str | None, settings: Settings, *, notify: bool = True) -> None:
-        self.client = EngineClient(host, user_agent="berth-desktop/0.1")
+        self.client = EngineClient(host, user_agent=f"berth-desktop/{VERSION}")
         self.settings, self._notify = settings, notify
         self.theme = ThemeManager(settings)
         self.runner = ActionRunner()
