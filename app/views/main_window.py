@@ -1,9 +1,10 @@
-"""The main window: sidebar of pages, top bar (search, Pull…), the error banner and the engine status pill.
+"""The main window: sidebar of pages (and About), top bar (search, Run…, Pull…), the error banner and the engine
+status pill.
 
 The banner shows the newest action error, and the engine's state while it is not running (with a Start
 button). The pages are live from the session's events through :class:`app.live.LiveData`. Delete acts on the
-current page's selection; Ctrl+1…8 switch pages. The geometry, the page, each table's columns and sort order
-and the detail view's tab are kept in the settings.
+current page's selection; Ctrl+1…8 switch pages; Ctrl+F finds in the current table. The geometry, the page,
+each table's columns and sort order and the detail view's tab are kept in the settings.
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ class MainWindow(QMainWindow):
         self.sidebar.currentRowChanged.connect(lambda: self._search(self.search.text()))
         QShortcut(QKeySequence("Ctrl+K"), self, self.search.setFocus)
         QShortcut(QKeySequence("F5"), self, live.reload_all)
+        QShortcut(QKeySequence(QKeySequence.StandardKey.Find), self, self.find_in_page)
         QShortcut(QKeySequence(QKeySequence.StandardKey.Delete), self, self.delete_selected)
         run = QPushButton("Run…")
         run.setToolTip("Run a container (from the selected image on the Images page)")
@@ -145,6 +147,13 @@ class MainWindow(QMainWindow):
     def tables(self) -> dict[str, TablePage]:
         """The pages that are tables, by name."""
         return {name: page for name, page in self.pages.items() if isinstance(page, TablePage)}
+
+    def find_in_page(self) -> None:
+        """Focus the current page's filter box (Ctrl+F), when the page is a table."""
+        page = self.stack.currentWidget()
+        if isinstance(page, TablePage):
+            page.filter.setFocus()
+            page.filter.selectAll()
 
     def delete_selected(self) -> None:
         """Delete the current page's selection (each page confirms first); pages without one ignore it."""

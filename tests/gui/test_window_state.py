@@ -67,6 +67,8 @@ def test_keyboard_switches_pages_and_deletes_on_the_current_page(qtbot, desktop,
         page = window.tables()["Volumes"]
         assert window.stack.currentWidget() is page
         run_async(qtbot, eventually(lambda: any(r.name == volume for r in desktop.live.volumes.rows), 5, "volume"))
+        qtbot.keyClick(window, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
+        assert page.filter.hasFocus()
         window.search.setText(volume)  # the top bar's search filters the page shown
         assert page.proxy.rowCount() == 1
         page.select(lambda row: getattr(row, "name", "") == volume)
