@@ -117,6 +117,30 @@ def _int(obj: Mapping[str, Any], key: str, where: str, lo: int = 0, hi: int = 2*
     return int(value)
 
 
+_TMPFS_FLAGS = frozenset({
+    "defaults", "ro", "rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec", "sync", "async", "dirsync",
+    "mand", "nomand", "atime", "noatime", "diratime", "nodiratime", "relatime", "norelatime", "strictatime",
+    "nostrictatime", "private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable"})
+_TMPFS_SIZE = re.compile(r"\d+[kKmMgGtTpPeE]?|\d{1,3}%")
+_TMPFS_VALUES = {
+    "size": _TMPFS_SIZE, "nr_blocks": _TMPFS_SIZE, "nr_inodes": _TMPFS_SIZE, "mode": re.compile(r"[0-7]{1,4}"),
+    "uid": re.compile(r"\d{1,10}"), "gid": re.compile(r"\d{1,10}"),
+    "huge": re.compile(r"never|always|within_size|advise|deny|force"), "mpol": re.compile(r"[a-z]+(=[0-9,-]+)?"),
+}
+
+
+def validate_tmpfs_options(path: str, options: object) -> None:
+    """Check one ``HostConfig.Tmpfs`` entry's options as the kernel will parse them, so a bad one is the
+    client's 400 at create rather than a failed mount. Raises InvalidParameter naming the option."""
+    if not isinstance(options, str):
+        raise InvalidParameter(f"Tmpfs {path}: options must be a string")
+    for option in filter(None, options.split(",")):
+        key, eq, value = option.partition("=")
+        pattern = _TMPFS_VALUES.get(key)
+        if (not eq and key not in _TMPFS_FLAGS) or (eq and (pattern is None or not pattern.fullmatch(value))):
+            raise InvalidParameter(f"Tmpfs {path}: invalid option {option!r}")
+
+
 def validate_name(name: str) -> str:
     """A container name without its leading slash. Raises InvalidParameter with Docker's message."""
     if not NAME_RE.match(name):
@@ -259,6 +283,8 @@ def parse_create_request(body: object, name: str | None = None) -> CreateRequest
     tmpfs = host.get("Tmpfs") or {}
     if not isinstance(tmpfs, dict) or not all(isinstance(k, str) and k.startswith("/") for k in tmpfs):
         raise InvalidParameter("Tmpfs: expected an object of absolute paths")
+    for path, options in tmpfs.items():
+        validate_tmpfs_options(path, options)
     sysctls = host.get("Sysctls") or {}
     if not isinstance(sysctls, dict):
         raise InvalidParameter("Sysctls: expected an object")

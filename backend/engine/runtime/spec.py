@@ -281,6 +281,22 @@ def _mounts(raw: object) -> tuple[Mount, ...]:
     return tuple(out)
 
 
+_IPC_SYSCTLS = frozenset({"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+                          "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"})
+
+
+def _sysctl_namespace(key: str) -> str | None:
+    """The namespace type that isolates sysctl ``key``, as runc decides; None for a host-wide one
+    (``kernel.core_pattern``, ``vm.*``...), which no container may set."""
+    if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
+        return "ipc"
+    if key.startswith("net."):
+        return "network"
+    if key in ("kernel.hostname", "kernel.domainname"):
+        return "uts"
+    return None
+
+
 def _namespaces(raw: object) -> tuple[Namespace, ...]:
     out: list[Namespace] = []
     for i, item in enumerate(_list(raw, "linux.namespaces")):
@@ -370,9 +386,12 @@ def parse_config(doc: object, bundle: str) -> Spec:
         raise _fail("linux.uidMappings", "id mappings given without a user namespace")
     sysctl_raw = _obj(linux.get("sysctl"), "linux.sysctl")
     sysctl = {}
+    kinds = {ns.type for ns in namespaces}
     for key, value in sysctl_raw.items():
         if not key or "/" in key or ".." in key:
             raise _fail("linux.sysctl", f'invalid sysctl name "{key}"')
+        if _sysctl_namespace(key) not in kinds:
+            raise _fail("linux.sysctl", f'sysctl "{key}" is not in a separate kernel namespace')
         sysctl[key] = _str(value, f"linux.sysctl.{key}")
     propagation = linux.get("rootfsPropagation")
     if propagation is not None and propagation not in (
