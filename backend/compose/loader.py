@@ -117,7 +117,10 @@ def parse_yaml(text: str | bytes, filename: str) -> dict[str, Any]:
     """The top-level mapping of one Compose file (empty for an empty file). Raises ComposeError."""
     if len(text) > MAX_BYTES:
         raise ComposeError(f"{filename}: file too large ({len(text)} bytes; at most {MAX_BYTES})")
-    loader = _ComposeLoader(text)
+    try:
+        loader = _ComposeLoader(text)  # the reader refuses control characters here
+    except yaml.YAMLError as exc:
+        raise ComposeError(f"{filename}: invalid YAML: {str(exc).splitlines()[0]}") from None
     try:
         root = loader.get_single_node()
         if root is None:

@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, settings
 from tests.fixtures.berthd import Berthd
 from tests.security.hostile import MARKER, MARKER_TEXT, SENTINEL
 
-settings.register_profile("berth-ci", max_examples=150, deadline=None, derandomize=True,
+settings.register_profile("berth-ci", max_examples=100, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("berth-long", max_examples=20_000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
