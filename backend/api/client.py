@@ -26,6 +26,7 @@ from backend.api import http
 from backend.api.errors import APIError, StreamError, error_for_status
 from backend.api.hijack import FrameDecoder, HijackedConnection, open_hijacked
 from backend.api.host import find_host, parse_host
+from backend.api.swarm_types import Node, Service, SwarmInfo, Task
 from backend.api.types import (
     EMPTY_AUTH_HEADER,
     AuthResult,
@@ -215,6 +216,75 @@ class EngineClient:
                     text = message.get("error") or (detail.get("message") if isinstance(detail, dict) else "")
                     raise StreamError(str(text or "unknown error"))
                 yield message
+
+    # -- swarm ---------------------------------------------------------------------------------------
+
+    async def swarm_init(self, advertise_addr: str, *, listen_addr: str = "0.0.0.0:2377",
+                         default_addr_pool: Sequence[str] = (), subnet_size: int = 24) -> str:
+        """``POST /swarm/init``: make this engine a swarm manager (overlay subnets of ``subnet_size`` bits from
+        ``default_addr_pool`` when given). Returns the node ID."""
+        body: dict[str, Any] = {"ListenAddr": listen_addr, "AdvertiseAddr": advertise_addr, "Spec": {}}
+        if default_addr_pool:
+            body.update(DefaultAddrPool=list(default_addr_pool), SubnetSize=subnet_size)
+        return str((await self._send("POST", "/swarm/init", json_body=body, slow=True)).json())
+
+    async def swarm_join(self, remote: str, token: str, *, advertise_addr: str = "",
+                         listen_addr: str = "0.0.0.0:2377") -> None:
+        """``POST /swarm/join``: join the swarm whose manager listens at ``remote`` (host:port)."""
+        await self._send("POST", "/swarm/join", json_body={"ListenAddr": listen_addr, "AdvertiseAddr": advertise_addr,
+                                                            "RemoteAddrs": [remote], "JoinToken": token}, slow=True)
+
+    async def swarm_leave(self, *, force: bool = False) -> None:
+        """``POST /swarm/leave``."""
+        await self._send("POST", "/swarm/leave", params=_params(force=_flag(force)), slow=True)
+
+    async def swarm_inspect(self) -> SwarmInfo:
+        """``GET /swarm`` (a manager only; a worker or a lone engine answers 503)."""
+        return SwarmInfo.from_api(_json_dict(await self._send("GET", "/swarm")))
+
+    async def list_nodes(self, *, filters: Filters | None = None) -> list[Node]:
+        """``GET /nodes``."""
+        resp = await self._send("GET", "/nodes", params=_params(filters=_filters(filters)))
+        return [Node.from_api(doc) for doc in resp.json() if isinstance(doc, dict)]
+
+    async def list_services(self, *, filters: Filters | None = None) -> list[Service]:
+        """``GET /services?status=true``."""
+        resp = await self._send("GET", "/services", params=_params(filters=_filters(filters), status="true"))
+        return [Service.from_api(doc) for doc in resp.json() if isinstance(doc, dict)]
+
+    async def inspect_service(self, ref: str) -> Service:
+        """``GET /services/{id}``."""
+        return Service.from_api(_json_dict(await self._send("GET", f"/services/{ref}")))
+
+    async def create_service(self, spec: Mapping[str, Any]) -> str:
+        """``POST /services/create``. Returns the new service's ID."""
+        return _str_field(_json_dict(await self._send("POST", "/services/create", json_body=spec)), "ID")
+
+    async def update_service(self, ref: str, version: int, spec: Mapping[str, Any]) -> list[str]:
+        """``POST /services/{id}/update`` at ``version`` (the one the spec was read at). Returns the warnings."""
+        resp = await self._send("POST", f"/services/{ref}/update", params={"version": str(version)}, json_body=spec)
+        warnings = _json_dict(resp).get("Warnings")
+        return [str(w) for w in warnings] if isinstance(warnings, list) else []
+
+    async def remove_service(self, ref: str) -> None:
+        """``DELETE /services/{id}``."""
+        await self._send("DELETE", f"/services/{ref}")
+
+    async def list_tasks(self, *, filters: Filters | None = None) -> list[Task]:
+        """``GET /tasks``."""
+        resp = await self._send("GET", "/tasks", params=_params(filters=_filters(filters)))
+        return [Task.from_api(doc) for doc in resp.json() if isinstance(doc, dict)]
+
+    async def service_logs(self, ref: str, *, follow: bool = False, tail: str | None = None,
+                           timestamps: bool = False) -> AsyncIterator[tuple[int, bytes]]:
+        """``GET /services/{id}/logs``: ``(stream, bytes)`` as :meth:`logs` (services' logs are multiplexed)."""
+        params = _params(follow=_flag(follow) if follow else None, stdout="1", stderr="1", tail=tail,
+                         timestamps=_flag(timestamps) if timestamps else None)
+        decoder = FrameDecoder()
+        async with self._open_stream("GET", f"/services/{ref}/logs", params=params) as resp:
+            async for chunk in resp.iter_bytes():
+                for item in decoder.feed(chunk):
+                    yield item
 
     # -- system --------------------------------------------------------------------------------------
 

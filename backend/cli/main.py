@@ -19,6 +19,8 @@ from backend.version import VERSION
 _NETWORK_VERBS = ("create", "ls", "inspect", "rm", "connect", "disconnect", "prune")
 _MACHINE_VERBS = ("init", "start", "stop", "restart", "rm", "ls", "inspect", "ssh", "set", "logs")
 _CONTEXT_VERBS = ("create", "ls", "use", "inspect", "rm", "show")
+_STACK_VERBS = ("deploy", "ls", "ps", "rm")
+_SERVICE_VERBS = ("ls", "ps", "logs", "scale", "rm", "inspect")
 # verb -> module under backend.cli
 _VERBS: dict[str, str] = {
     **dict.fromkeys(("run", "create", "start", "stop", "restart", "kill", "pause", "unpause", "rm", "ps", "logs",
@@ -35,6 +37,8 @@ _VERBS: dict[str, str] = {
     "compose": "compose",
     **dict.fromkeys((f"machine_{v}" for v in _MACHINE_VERBS), "machine"),
     **dict.fromkeys((f"context_{v}" for v in _CONTEXT_VERBS), "contexts"),
+    **dict.fromkeys((f"stack_{v}" for v in _STACK_VERBS), "stack"),
+    **dict.fromkeys((*(f"service_{v}" for v in _SERVICE_VERBS), "node_ls"), "service"),
 }
 _GROUPS: dict[str, dict[str, str]] = {
     "container": {**{v: v for v in ("run", "create", "start", "stop", "restart", "kill", "pause", "unpause", "rm",
@@ -52,6 +56,10 @@ _GROUPS: dict[str, dict[str, str]] = {
     "network": {**{v: f"network_{v}" for v in _NETWORK_VERBS}, "list": "network_ls", "remove": "network_rm"},
     "machine": {v: f"machine_{v}" for v in _MACHINE_VERBS},
     "context": {**{v: f"context_{v}" for v in _CONTEXT_VERBS}, "list": "context_ls", "remove": "context_rm"},
+    "stack": {**{v: f"stack_{v}" for v in _STACK_VERBS}, "list": "stack_ls", "remove": "stack_rm",
+              "up": "stack_deploy"},
+    "service": {**{v: f"service_{v}" for v in _SERVICE_VERBS}, "list": "service_ls", "remove": "service_rm"},
+    "node": {"ls": "node_ls", "list": "node_ls"},
 }
 _HELP = """Usage:  berth [OPTIONS] COMMAND
 
@@ -74,6 +82,9 @@ Management Commands:
   image       Manage images
   machine     Manage the Linux VM that runs the engine (macOS, Windows; optional on Linux)
   network     Manage networks
+  node        Manage swarm nodes
+  service     Manage swarm services
+  stack       Manage swarm stacks (a Compose file on a swarm)
   system      Manage Berth
   volume      Manage volumes
 

@@ -128,13 +128,36 @@ class ResourceLimits:
 
 
 @dataclass(frozen=True)
+class DeployPolicy:
+    """``deploy.restart_policy`` or ``deploy.update_config`` (durations in seconds); swarm reads them."""
+
+    condition: str | None = None
+    delay: float | None = None
+    max_attempts: int | None = None
+    window: float | None = None
+    parallelism: int | None = None
+    failure_action: str | None = None
+    monitor: float | None = None
+    max_failure_ratio: float | None = None
+    order: str | None = None
+
+
+@dataclass(frozen=True)
 class Deploy:
-    """The ``deploy`` section as far as a single engine honours it."""
+    """The ``deploy`` section: what a single engine honours (replicas, limits, labels) and what only swarm
+    does (mode, restart_policy, placement, update_config)."""
 
     replicas: int | None = None
     limits: ResourceLimits = field(default_factory=ResourceLimits)
     reservations: ResourceLimits = field(default_factory=ResourceLimits)
     labels: dict[str, str] = field(default_factory=dict)
+    mode: str = "replicated"
+    restart_policy: DeployPolicy | None = None
+    update_config: DeployPolicy | None = None
+    constraints: list[str] = field(default_factory=list)
+    preferences: list[str] = field(default_factory=list)
+    """``placement.preferences``' ``spread`` values."""
+    max_replicas_per_node: int | None = None
 
 
 @dataclass(frozen=True)

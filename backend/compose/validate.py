@@ -22,6 +22,7 @@ from backend.compose.model import (
     DependsOn,
     DependsOnCondition,
     Deploy,
+    DeployPolicy,
     Healthcheck,
     NetworkConfig,
     PortConfig,
@@ -271,10 +272,37 @@ def _deploy(value: Any, at: _At) -> Deploy:
     item = _check_keys(value, at, {"replicas", "resources", "labels", "mode", "restart_policy", "placement",
                                    "update_config", "rollback_config", "endpoint_mode"})
     resources = _check_keys(item.get("resources") or {}, at / "resources", {"limits", "reservations"})
+    placement = _check_keys(item.get("placement") or {}, at / "placement",
+                            {"constraints", "preferences", "max_replicas_per_node"})
+    preferences = []
+    for index, pref in enumerate(placement.get("preferences") or []):
+        preferences.append(_string(_check_keys(pref, at / "placement" / "preferences" / index, {"spread"})
+                                   .get("spread"), at / "placement" / "preferences" / index / "spread"))
+    mode = _string(item.get("mode", "replicated"), at / "mode")
+    if mode not in ("replicated", "global"):
+        raise (at / "mode").fail("must be replicated or global")
     return Deploy(_int(item["replicas"], at / "replicas") if item.get("replicas") is not None else None,
                   _limits(resources.get("limits"), at / "resources" / "limits"),
                   _limits(resources.get("reservations"), at / "resources" / "reservations"),
-                  _str_map(item.get("labels") or {}, at / "labels"))
+                  _str_map(item.get("labels") or {}, at / "labels"), mode,
+                  _policy(item["restart_policy"], at / "restart_policy") if item.get("restart_policy") else None,
+                  _policy(item["update_config"], at / "update_config") if item.get("update_config") else None,
+                  _strings(placement.get("constraints") or [], at / "placement" / "constraints"), preferences,
+                  _int(placement["max_replicas_per_node"], at / "placement" / "max_replicas_per_node")
+                  if placement.get("max_replicas_per_node") is not None else None)
+
+
+def _policy(value: Any, at: _At) -> DeployPolicy:
+    """``restart_policy`` or ``update_config``: durations as Go durations, counts as integers."""
+    item = _check_keys(value, at, {"condition", "delay", "max_attempts", "window", "parallelism",
+                                   "failure_action", "monitor", "max_failure_ratio", "order"})
+
+    def get(key: str, parse: Callable[[Any, _At], Any]) -> Any:
+        return parse(item[key], at / key) if item.get(key) is not None else None
+
+    return DeployPolicy(get("condition", _string), get("delay", duration), get("max_attempts", _int),
+                        get("window", duration), get("parallelism", _int), get("failure_action", _string),
+                        get("monitor", duration), get("max_failure_ratio", _float), get("order", _string))
 
 
 def _build(value: Any, at: _At, base: str) -> BuildConfig:
