@@ -14,9 +14,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QSettings
 
-from app.application import Desktop
 from app.build_history import (
     MAX_OUTPUT_LINES,
     MAX_RECORDS,
@@ -28,14 +26,11 @@ from app.build_history import (
     StepTracker,
 )
 from app.dialogs.build import BuildDialog, write_context
-from app.engine_session import EngineState
-from app.settings import Settings
 from app.views.builds_page import BuildsModel
 from tests.fixtures.registry import LoopbackServer, RecordedRequest, send_bytes
 from tests.gui.conftest import eventually, run_async
 
 pytestmark = pytest.mark.gui
-daemon = [pytest.mark.root, pytest.mark.network]
 
 
 class MemoryText:
@@ -138,17 +133,10 @@ def test_context_honours_dockerignore_and_an_outside_dockerfile(tmp_path: Path) 
 # -- against berthd -----------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def desktop(qtbot, berthd_with_busybox, qloop, tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))  # the build outputs (AppDataLocation)
-    app = Desktop(berthd_with_busybox.url, Settings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)),
-                  notify=False)
-    app.start(show_window=False)
-    run_async(qtbot, eventually(lambda: app.session.state is EngineState.RUNNING, 10, "the engine"))
-    yield app
-    for dialog in app.window.builds_page.dialogs:
-        dialog.cancel()
-    run_async(qtbot, app.close())
+@pytest.fixture(autouse=True)
+def data_home(tmp_path, monkeypatch):
+    """The build outputs (AppDataLocation) go under the test's temp directory."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
 
 
 @pytest.fixture
