@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from backend.api.errors import APIError, NotFoundError
@@ -549,6 +550,29 @@ async def config(cli: Cli, args: argparse.Namespace) -> None:
     cli.write(project_yaml(project))
 
 
+def _configure_convert(p: ArgumentParser) -> None:
+    _configure_config(p)
+    p.add_argument("--kubernetes", action="store_true", help="Write Kubernetes manifests instead")
+    p.add_argument("-o", "--output", help="With --kubernetes: a directory for one file per object")
+    p.add_argument("--apply", action="store_true", help="With --kubernetes: create them in the kubeconfig's cluster")
+
+
+async def convert(cli: Cli, args: argparse.Namespace) -> None:
+    if not args.kubernetes:
+        if args.output or args.apply:
+            raise UsageError("--output and --apply go with --kubernetes")
+        return await config(cli, args)
+    from backend.compose import kubernetes
+
+    try:
+        objects = kubernetes.convert(_project(args))
+        cli.write(kubernetes.write_manifests(objects, Path(args.output) if args.output else None))
+        for created in kubernetes.apply(objects) if args.apply else []:
+            cli.warn(f"{created} created")
+    except ComposeError as exc:
+        raise CommandError(str(exc)) from None
+
+
 async def version(cli: Cli, args: argparse.Namespace) -> None:
     cli.print(f"Berth Compose version v{VERSION}")
 
@@ -577,6 +601,7 @@ _SUBCOMMANDS: dict[str, tuple[str, Any, Any]] = {
     "exec": ("Execute a command in a running container", _configure_exec, exec_),
     "run": ("Run a one-off command on a service", _configure_run, run),
     "config": ("Parse, resolve and render compose file in canonical format", _configure_config, config),
+    "convert": ("Render the project as Compose or (--kubernetes) Kubernetes manifests", _configure_convert, convert),
     "version": ("Show the Berth Compose version information", lambda p: None, version),
 }
 
