@@ -238,7 +238,11 @@ def _inner_text(path: _Path) -> str:
     return "/" + os.fsdecode(b"/".join(path.parts))
 
 
-def _unavailable(what: str, exc: OSError) -> Unavailable:
+def _unavailable(what: str, exc: OSError) -> Unavailable | NotFound:
+    """The error for a filesystem failure: NotFound when the path vanished meanwhile (a container that
+    renames or swaps it while it is copied), else Unavailable."""
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+        return NotFound(f"{what}: {exc.strerror}")
     return Unavailable(f"{what}: {exc.strerror or exc}")
 
 
