@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from enum import Enum
 
@@ -61,12 +62,12 @@ class EngineSession(QObject):
             self._task = None
         await self.client.aclose()
 
-    async def reconnect(self, host: str) -> None:
-        """Watch the engine at ``host`` from now on (state STARTING until it answers). Raises HostError for an
-        unusable address, before anything changes."""
+    async def reconnect(self, host: str, *, tls: ssl.SSLContext | None = None) -> None:
+        """Watch the engine at ``host`` (over ``tls`` when given) from now on (state STARTING until it answers).
+        Raises HostError for an unusable address, before anything changes."""
         parse_host(host)
         await self.stop()
-        self.client.retarget(host)
+        self.client.retarget(host, tls=tls)
         self._set_state(EngineState.STARTING, f"Connecting to {host}…")
         self.start()
 

@@ -1,7 +1,8 @@
 """The tray icon: engine state in the icon, a menu rebuilt each time it opens, notifications.
 
 The menu lists the running containers (each: Open in browser, Logs, Restart, Stop) and the Compose projects
-(Restart, Stop), then Open Dashboard, Start/Stop/Restart Engine, Quit. It reads the live containers model,
+(Restart, Stop), the contexts (the current one checked; choosing one switches to it), then Open Dashboard,
+Start/Stop/Restart Engine, Quit. It reads the live containers model,
 so opening it costs no request. Notifications: a container died unexpectedly (non-zero exit without a
 kill before it), was OOM-killed, or turned unhealthy.
 """
@@ -22,6 +23,7 @@ from app.engine_control import EngineCommand, control_engine
 from app.engine_session import EngineSession, EngineState
 from app.live import LiveData
 from app.models.containers import ContainerRow
+from app.widgets.context_switcher import available_contexts, switch_context
 from backend.api.types import Event
 
 ICON_COLOURS = {EngineState.RUNNING: "#2f7ed8", EngineState.STARTING: "#d99a00", EngineState.STOPPED: "#b0b4ba",
@@ -97,6 +99,13 @@ class Tray(QObject):
                 ids = [c.id for c in group.children]
                 sub.addAction("Restart", partial(self._each, f"Restart {group.name}", client.restart_container, ids))
                 sub.addAction("Stop", partial(self._each, f"Stop {group.name}", client.stop_container, ids))
+        contexts, current = available_contexts()
+        switcher = menu.addMenu(f"Context: {current}")
+        for context in contexts:
+            action = switcher.addAction(context.name, partial(switch_context, self.session, self.runner, context.name))
+            action.setCheckable(True)
+            action.setChecked(context.name == current)
+            action.setToolTip(context.host)
         menu.addSeparator()
         menu.addAction("Open Dashboard", self._open_dashboard)
         for command in EngineCommand:

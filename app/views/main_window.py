@@ -1,7 +1,8 @@
 """The main window: sidebar of pages (and About), top bar (search, Run…, Pull…), the error banner and the engine
 status pill.
 
-The banner shows the newest action error, and the engine's state while it is not running (with a Start
+The sidebar's footer has the context switcher (the engine this window manages). The banner shows the newest
+action error, and the engine's state while it is not running (with a Start
 button). The pages are live from the session's events through :class:`app.live.LiveData`. Delete acts on the
 current page's selection; Ctrl+1…8 switch pages; Ctrl+F finds in the current table. The geometry, the page,
 each table's columns and sort order and the detail view's tab are kept in the settings.
@@ -37,10 +38,12 @@ from app.views.engine_page import EnginePage
 from app.views.images_page import ImagesPage
 from app.views.networks_page import NetworksPage
 from app.views.settings_page import SettingsPage
+from app.views.stacks_page import StacksPage
 from app.views.table_page import TablePage
 from app.views.troubleshoot_page import TroubleshootPage
 from app.views.volumes_page import VolumesPage
 from app.widgets.banner import ErrorBanner
+from app.widgets.context_switcher import ContextSwitcher
 
 STATE_DOTS = {EngineState.RUNNING: "#2e9e44", EngineState.STARTING: "#2f7ed8", EngineState.STOPPED: "#8a8f98",
               EngineState.ERROR: "#d23c3c"}
@@ -71,6 +74,7 @@ class MainWindow(QMainWindow):
             "Engine": self.engine_page,
             "Settings": SettingsPage(settings, session, runner),
             "Troubleshoot": TroubleshootPage(session, runner, settings),
+            "Stacks": StacksPage(session, runner),
         }
         self.sidebar = QListWidget()
         self.sidebar.setFixedWidth(170)
@@ -87,6 +91,8 @@ class MainWindow(QMainWindow):
         side = QVBoxLayout()
         side.addWidget(QLabel("<b>Berth</b>"))
         side.addWidget(self.sidebar, 1)
+        self.context_switcher = ContextSwitcher(session, runner)
+        side.addWidget(self.context_switcher)
         side.addWidget(self.pill)
         about = QPushButton("About Berth")
         about.setFlat(True)

@@ -1,22 +1,32 @@
 """Swarm over SSH contexts: engine e1 is initialised as a manager on its link address (10.231.3.1), e2 joins as
 a worker over that link (EngineClient's swarm methods through the SSH transport), then ``berth stack deploy``
 of a two-service Compose file runs replicas on both nodes, ``service scale`` changes the count, ``stack rm``
-removes it. The busybox image is loaded on both nodes from the local archive (never a registry)."""
+removes it; the desktop's Stacks page shows a stack and its services. The busybox image is loaded on both
+nodes from the local archive (never a registry)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from app.actions import ActionRunner
+from app.engine_session import EngineSession
+from app.views.stacks_page import StacksPage
 from backend.api.client import EngineClient
 from tests.fixtures.remote_engines import RemoteEngines
+from tests.gui.conftest import eventually, qloop, run_async
 
 pytestmark = [pytest.mark.root, pytest.mark.network, pytest.mark.slow]
+__all__ = ["qloop"]
 
 COMPOSE = """\
 services:
@@ -137,6 +147,27 @@ def test_stack_deploy_scale_rm(swarm: RemoteEngines, tmp_path: Path) -> None:
     assert stack not in swarm.berth("--context", "e1", "stack", "ls").stdout
     _wait("the stack's containers to go", lambda: not any(
         stack in e.dockerd.docker("ps", "-a", "--format", "{{.Names}}").stdout for e in swarm.engines))
+
+
+def test_stacks_page_shows_the_stack(qtbot: Any, swarm: RemoteEngines, qloop: asyncio.AbstractEventLoop,
+                                     tmp_path: Path) -> None:
+    stack = f"gui{secrets.token_hex(2)}"
+    compose = tmp_path / "compose.yml"
+    compose.write_text(COMPOSE)
+    swarm.berth("--context", "e1", "stack", "deploy", "-c", str(compose), stack)
+    session = EngineSession(EngineClient(swarm.engines[0].url))
+    try:
+        page = StacksPage(session, ActionRunner())
+        page.reload()
+        run_async(qtbot, eventually(lambda: page.loaded, 30, "the Stacks page"))
+        items = [page.tree.topLevelItem(i) for i in range(page.tree.topLevelItemCount())]
+        tops = {item.text(0): item for item in items}
+        assert stack in tops and page.tree.isVisibleTo(page) and not page.message.isVisibleTo(page)
+        children = sorted(tops[stack].child(i).text(0) for i in range(tops[stack].childCount()))
+        assert children == [f"{stack}_web", f"{stack}_worker"]
+    finally:
+        swarm.berth("--context", "e1", "stack", "rm", stack)
+        run_async(qtbot, session.stop())
 
 
 def test_bad_stack_files_are_one_line(swarm: RemoteEngines, tmp_path: Path) -> None:
