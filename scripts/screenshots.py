@@ -29,6 +29,7 @@ from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
 
 from app.application import Desktop  # noqa: E402
 from app.build_history import BuildRequest  # noqa: E402
+from app.dialogs.run import RunDialog  # noqa: E402
 from app.engine_session import EngineState  # noqa: E402
 from app.settings import Settings, ThemeChoice  # noqa: E402
 from tests.fixtures.berthd import Berthd  # noqa: E402
@@ -144,7 +145,8 @@ async def render(daemon: Berthd, registry: str, out: Path, work: Path, context: 
         await shooter.shot("containers-dark", window, settle=1.0)
         settings.theme = ThemeChoice.LIGHT
         row = desktop.live.containers.find("api")
-        assert row is not None
+        if row is None:
+            raise RuntimeError("the api container is not in the table")
         detail = window.open_detail(row)
         for index, tab in ((0, "logs"), (2, "inspect"), (4, "files")):
             detail.tabs.setCurrentIndex(index)
@@ -161,8 +163,9 @@ async def render(daemon: Berthd, registry: str, out: Path, work: Path, context: 
         images.select(lambda r: "busybox:latest" in getattr(r, "tags", ()))
         images.show_run()
         run = images.dialog
-        assert run is not None
-        run.name.setText("hello-web")  # type: ignore[attr-defined]
+        if not isinstance(run, RunDialog):
+            raise RuntimeError("the Run dialog did not open")
+        run.name.setText("hello-web")
         await shooter.shot("run-dialog", run, DIALOG_SIZE)
         run.close()
         desktop.tray.rebuild_menu()
