@@ -29,7 +29,7 @@ from pathlib import Path
 
 from backend.api.client import EngineClient
 from backend.api.errors import APIError
-from backend.machine.errors import MachineError
+from backend.machine.errors import HostKeyChanged, MachineError
 from backend.machine.forward import SocketForwarder
 from backend.machine.image import BaseImage
 from backend.machine.qemu import (
@@ -63,6 +63,8 @@ KVM_GRACE = 45.0
 """Seconds an automatically chosen KVM gets to report BOOTED; nested KVM that creates VMs but crawls through
 the kernel's start fails this, and the machine boots again under TCG (remembered in ``_cache/kvm-stalled``)."""
 KVM_STALLED = "kvm-stalled"
+SSH_TIMEOUT = 60.0
+SSH_ATTEMPTS = 3
 
 
 class _KvmStalled(Exception):
@@ -196,7 +198,8 @@ class Agent:
                 log.info("guest: %s after %.1fs", word, time.monotonic() - started)
                 grace = None
                 if word == "BOOTED":
-                    self._connect()
+                    if self.ssh is None:
+                        self._connect()
                     if not self.store.load(self.name).provisioned:
                         self._provision()
                 elif word == "READY":
@@ -207,9 +210,19 @@ class Agent:
                     return
 
     def _connect(self) -> None:
-        if self.ssh is None:
-            record = self.store.load(self.name)
-            self.ssh = GuestSSH(record.ssh_port, self.files.user_key, self.files.host_key)
+        """SSH to the guest; a slow guest (TCG on a busy host) gets :data:`SSH_ATTEMPTS` tries of
+        :data:`SSH_TIMEOUT` seconds. A changed host key fails at once."""
+        record = self.store.load(self.name)
+        for attempt in range(SSH_ATTEMPTS):
+            try:
+                self.ssh = GuestSSH(record.ssh_port, self.files.user_key, self.files.host_key, timeout=SSH_TIMEOUT)
+                return
+            except HostKeyChanged:
+                raise
+            except MachineError as exc:
+                if attempt == SSH_ATTEMPTS - 1:
+                    raise
+                log.warning("%s; trying again", exc)
 
     def _provision(self) -> None:
         assert self.ssh is not None
@@ -353,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("usage: python -m backend.machine.agent NAME\n")
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("paramiko").setLevel(logging.WARNING)
+    logging.getLogger("paramiko").setLevel(logging.CRITICAL)  # its failures arrive as MachineError
     agent = Agent(MachineStore(machine_home()), args[0])
 
     def terminate(signum: int, frame: object) -> None:

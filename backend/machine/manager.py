@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -84,7 +83,7 @@ class MachineManager:
             raise
         return record
 
-    def start(self, name: str, timeout: float = 900.0, on_wait: Callable[[], None] | None = None) -> MachineRecord:
+    def start(self, name: str, timeout: float = 900.0) -> MachineRecord:
         """Start the agent and wait until the machine runs. Raises MachineError (with the agent's reason)
         when it ends in ``error`` or is not running after ``timeout`` seconds."""
         record = self.store.load(name)
@@ -107,8 +106,6 @@ class MachineManager:
                 return record
             if record.state is MachineState.ERROR or agent.poll() is not None:
                 raise MachineError(f"machine {name} failed to start: {record.error or 'see ' + str(files.agent_log)}")
-            if on_wait is not None:
-                on_wait()
             time.sleep(0.1)
         self.stop(name, timeout=5)
         raise MachineError(f"machine {name} did not start within {timeout:.0f}s")
