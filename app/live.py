@@ -22,6 +22,8 @@ from app.models.volumes import VolumeRow, VolumesModel
 from backend.api.errors import APIError, EngineUnreachable
 from backend.api.types import Event
 
+BURST_SPACING = 0.2  # seconds between the reloads of a burst of events (bench/gui.py)
+
 
 class Reloader:
     """Coalesces reload requests for one coroutine function; errors go to ``on_error``."""
@@ -55,6 +57,7 @@ class Reloader:
                 self._on_error(describe_error(exc))
             if not self._again:
                 return
+            await asyncio.sleep(BURST_SPACING)  # events keep coming: a few reloads a second, not one per event
 
 
 class LiveData(QObject):

@@ -26,6 +26,9 @@ COLOUR_ROLE = Qt.ItemDataRole.UserRole + 3  # the StateColour of the row
 PORTS_ROLE = Qt.ItemDataRole.UserRole + 4  # the row's port chips: tuple of (text, host TCP port or 0)
 
 NAME, IMAGE, STATE, PORTS, CREATED, CPU, MEMORY = range(7)
+_ROLES = frozenset(int(role) for role in (
+    Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole, Qt.ItemDataRole.ForegroundRole,
+    Qt.ItemDataRole.DecorationRole, COLOUR_ROLE, SORT_ROLE, ROW_ROLE, PORTS_ROLE))
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,7 @@ class ContainersModel(QAbstractItemModel):
     ProjectGroup; PORTS_ROLE its port chips."""
 
     COLUMNS = ("Name", "Image", "State", "Ports", "Created", "CPU %", "Memory")
+    sorts_itself = True  # see sort()
 
     def __init__(self) -> None:
         super().__init__()
@@ -149,6 +153,7 @@ class ContainersModel(QAbstractItemModel):
         self._groups: dict[int, ProjectGroup] = {}
         self._serials = itertools.count(1)
         self._usage: dict[str, Usage] = {}
+        self._sort_key: tuple[int, Qt.SortOrder] | None = None
 
     # -- contents -------------------------------------------------------------------------------------
 
@@ -227,6 +232,45 @@ class ContainersModel(QAbstractItemModel):
                 else:
                     self._top.append(members[0])
             self.endInsertRows()
+        self._apply_sort()
+
+    def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
+        """Sort by ``column`` (SORT_ROLE values), groups' members too, and keep that order through
+        :meth:`set_rows`. Sorting here (one Python sort) instead of in a proxy (a Python call per comparison)
+        keeps 2,000 rows under a few milliseconds."""
+        self._sort_key = (column, order)
+        self._apply_sort()
+
+    def _apply_sort(self) -> None:
+        """Reorder by the sort key, with one layout change and the persistent indexes moved; nothing if the
+        order holds."""
+        if self._sort_key is None:
+            return
+        column, order = self._sort_key
+        descending = order == Qt.SortOrder.DescendingOrder
+
+        def ordered(nodes: list[Any]) -> list[Any]:
+            return sorted(nodes, key=lambda node: self._sort_value(node, column), reverse=descending)
+
+        top = ordered(self._top)
+        children = {g.serial: ordered(g.children) for g in self.projects()}
+        if top == self._top and all(children[g.serial] == g.children for g in self.projects()):
+            return
+        self.layoutAboutToBeChanged.emit()
+        before = self.persistentIndexList()
+        nodes = [(self.node_at(index), index.column()) for index in before]
+        self._top = top
+        for group in self.projects():
+            group.children = children[group.serial]
+        places = {id(node): (row, 0) for row, node in enumerate(self._top)}
+        for group in self.projects():
+            places.update((id(child), (row, group.serial)) for row, child in enumerate(group.children))
+        after = []
+        for node, index_column in nodes:
+            row, serial = places.get(id(node), (-1, 0))
+            after.append(self.createIndex(row, index_column, serial) if row >= 0 else QModelIndex())
+        self.changePersistentIndexList(before, after)
+        self.layoutChanged.emit()
 
     def _update_children(self, group: ProjectGroup, group_row: int, members: list[ContainerRow]) -> None:
         parent = self.index(group_row, 0)
@@ -293,12 +337,13 @@ class ContainersModel(QAbstractItemModel):
     # -- Qt interface ---------------------------------------------------------------------------------
 
     def index(self, row: int, column: int, parent: Index = QModelIndex()) -> QModelIndex:  # noqa: B008
-        if not self.hasIndex(row, column, parent):
+        # No hasIndex(): it calls back rowCount and columnCount, and views ask for thousands of indexes.
+        if row < 0 or not 0 <= column < len(self.COLUMNS):
             return QModelIndex()
         if not parent.isValid():
-            return self.createIndex(row, column, 0)
-        node = self.node_at(parent)
-        if isinstance(node, ProjectGroup):
+            return self.createIndex(row, column, 0) if row < len(self._top) else QModelIndex()
+        node = self.node_at(parent) if parent.column() == 0 else None
+        if isinstance(node, ProjectGroup) and row < len(node.children):
             return self.createIndex(row, column, node.serial)
         return QModelIndex()
 
@@ -322,6 +367,8 @@ class ContainersModel(QAbstractItemModel):
         return len(self.COLUMNS)
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if role not in _ROLES:  # most of what a view asks for while painting
+            return None
         node = self.node_at(index)
         if node is None:
             return None

@@ -123,7 +123,10 @@ class PortChipsDelegate(QStyledItemDelegate):
         return rects
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: Index) -> None:
-        chips = index.data(PORTS_ROLE) or ()
+        chips = index.data(PORTS_ROLE)
+        if not chips:
+            super().paint(painter, option, index)
+            return
         cell = QStyleOptionViewItem(option)
         self.initStyleOption(cell, index)
         cell.text = ""

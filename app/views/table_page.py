@@ -20,6 +20,7 @@ from PySide6.QtCore import (
     QPersistentModelIndex,
     QSortFilterProxyModel,
     Qt,
+    QTimer,
 )
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
@@ -71,6 +72,13 @@ class RowFilterProxy(QSortFilterProxyModel):
         self.beginFilterChange()
         self.row_filter = predicate
         self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+
+    def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
+        """Models that sort themselves (``sorts_itself``) do; the proxy then keeps their order."""
+        if getattr(self.sourceModel(), "sorts_itself", False):
+            self.sourceModel().sort(column, order)
+        else:
+            super().sort(column, order)
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex | QPersistentModelIndex) -> bool:
         if not self.text and self.row_filter is None:
@@ -131,9 +139,11 @@ class TablePage(QWidget):
         layout.addLayout(header)
         layout.addLayout(self.toolbar)
         layout.addLayout(self._stack)
-        for signal in (model.rowsInserted, model.rowsRemoved, model.modelReset):
-            signal.connect(self._model_changed)
-        model.dataChanged.connect(self._data_changed)
+        self._refresh = QTimer(self)  # one summary update per burst of model changes
+        self._refresh.setSingleShot(True)
+        self._refresh.timeout.connect(self._model_changed)
+        for signal in (model.rowsInserted, model.rowsRemoved, model.modelReset, model.dataChanged):
+            signal.connect(self._refresh.start)
         self._model_changed()
 
     def add_button(self, text: str, tooltip: str, slot: Callable[[], object], *, needs_selection: bool = True,
@@ -176,10 +186,6 @@ class TablePage(QWidget):
                 if predicate(index.data(ROW_ROLE)):
                     self.view.selectionModel().select(index, flags)
                 pending.append(index)
-
-    def _data_changed(self, top_left: QModelIndex) -> None:
-        if not top_left.parent().isValid():  # a child's change comes with its group's
-            self._model_changed()
 
     def _model_changed(self) -> None:
         self._stack.setCurrentWidget(self.view if self.model.rowCount() else self.empty)

@@ -9,7 +9,7 @@ import secrets
 import socket
 
 import pytest
-from PySide6.QtCore import QModelIndex, QSettings, Qt, QUrl
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSettings, Qt, QUrl
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QDialogButtonBox
 
@@ -60,6 +60,24 @@ def test_containers_model_live_usage_and_port_chips(qtmodeltester) -> None:
                     row("b1", "solo")])
     qtmodeltester.check(model)
     assert model.usage("a1") is None and model.usage("a2") is not None  # stopped: its numbers are forgotten
+
+
+def test_containers_model_sorts_itself_and_keeps_the_order(qtmodeltester) -> None:
+    model = ContainersModel()
+    model.set_rows([row("b1", "beta"), row("a1", "shop-web-1", project="shop"), row("a2", "shop-db-1", project="shop"),
+                    row("c1", "alpha")])
+    kept = QPersistentModelIndex(model.index(0, 0))  # beta, as a selection would hold it
+    model.sort(0, Qt.SortOrder.DescendingOrder)
+    qtmodeltester.check(model)
+    assert [model.index(r, 0).data() for r in range(3)] == ["shop", "beta", "alpha"]
+    assert [model.index(r, 0, model.index(0, 0)).data() for r in range(2)] == ["web", "db"]
+    assert kept.row() == 1 and kept.data(ROW_ROLE).name == "beta"
+    model.set_rows([*model.containers(), row("d1", "delta")])  # a new row lands in its place
+    qtmodeltester.check(model)
+    assert [model.index(r, 0).data() for r in range(4)] == ["shop", "delta", "beta", "alpha"]
+    model.set_usage("c1", Usage(9.0, 1))
+    model.sort(CPU, Qt.SortOrder.DescendingOrder)
+    assert model.index(0, 0).data() == "alpha"
 
 
 def test_volumes_and_networks_models(qtmodeltester) -> None:
