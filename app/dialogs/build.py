@@ -11,10 +11,7 @@ text)`` for the tray.
 from __future__ import annotations
 
 import asyncio
-import io
 import os
-import secrets
-import tarfile
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -45,7 +42,7 @@ from PySide6.QtWidgets import (
 from app.actions import ActionRunner
 from app.build_history import BuildRecord, BuildRequest, BuildResult, Step, StepState, StepTracker
 from app.formatting import describe_error, short_id, strip_ansi
-from backend.api.build_context import add_context, read_dockerignore
+from backend.api import build_context
 from backend.api.client import EngineClient
 
 STATE_COLOURS = {StepState.RUNNING: "#2f7ed8", StepState.DONE: "#2e9e44", StepState.CACHED: "#8a8f98",
@@ -56,21 +53,7 @@ def write_context(request: BuildRequest, out: IO[bytes]) -> str:
     """Write the context tar of ``request.folder`` to ``out`` (minus what its .dockerignore excludes); returns the
     Dockerfile's name in it. A Dockerfile outside the folder is added under a generated name, as the docker CLI
     does. Raises ValueError for a bad .dockerignore pattern, OSError for unreadable files."""
-    folder = os.path.abspath(request.folder)
-    patterns = read_dockerignore(folder)
-    name = os.path.relpath(request.dockerfile_path, folder)
-    inline: bytes | None = None
-    if name.startswith(".." + os.sep):
-        with open(request.dockerfile_path, "rb") as f:
-            inline = f.read()
-        name = f".dockerfile.{secrets.token_hex(10)}"
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        add_context(tar, folder, patterns, {name, ".dockerignore"})
-        if inline is not None:
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(inline), 0o600
-            tar.addfile(info, io.BytesIO(inline))
-    return name
+    return build_context.write_context(request.folder, out, request.dockerfile_path)
 
 
 async def _chunks(f: IO[bytes]) -> AsyncIterator[bytes]:

@@ -5,10 +5,13 @@
 
 from __future__ import annotations
 
+import io
 import os
+import secrets
 import stat
 import tarfile
 from collections.abc import Collection
+from typing import IO
 
 from backend.api.dockerignore import Pattern, is_excluded, must_walk_dir, parse_dockerignore
 
@@ -51,3 +54,28 @@ def add_context(tar: tarfile.TarFile, root: str, patterns: list[Pattern], keep: 
             rel = prefix + name
             if rel in keep or not is_excluded(rel, patterns):
                 _add(tar, os.path.join(top, name), rel)
+
+
+def write_context(root: str, out: IO[bytes], dockerfile: str | None = None, inline: bytes | None = None) -> str:
+    """Write the context tar of directory ``root`` to ``out``; returns the Dockerfile's name in it.
+
+    ``dockerfile`` is the Dockerfile's path (default ``root/Dockerfile``); ``inline`` is a Dockerfile's content
+    (read from stdin). A Dockerfile outside ``root``, or an inline one, is added under a generated name
+    (``.dockerfile.<hex>``), as the docker CLI does. Raises PatternError for a bad ``.dockerignore`` pattern,
+    OSError for unreadable files.
+    """
+    root = os.path.abspath(root)
+    patterns = read_dockerignore(root)
+    name = os.path.relpath(os.path.abspath(dockerfile or os.path.join(root, "Dockerfile")), root)
+    if inline is None and name.startswith(".." + os.sep):
+        with open(os.path.join(root, name), "rb") as f:
+            inline = f.read()
+    if inline is not None:
+        name = f".dockerfile.{secrets.token_hex(10)}"
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        add_context(tar, root, patterns, {name, ".dockerignore"})
+        if inline is not None:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(inline), 0o600
+            tar.addfile(info, io.BytesIO(inline))
+    return name

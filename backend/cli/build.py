@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import secrets
 import sys
 import tarfile
 import tempfile
 from typing import IO, Any
 
-from backend.api.build_context import add_context, read_dockerignore
+from backend.api.build_context import write_context
 from backend.api.dockerignore import PatternError
 from backend.cli.context import ArgumentParser, Cli, Command, UsageError
 from backend.cli.formatting import human_size
@@ -33,33 +32,16 @@ def context_tar(path: str, dockerfile: str | None, out: IO[bytes]) -> str:
     ``PATH/Dockerfile``. Raises UsageError for a missing context or Dockerfile, a bad pattern."""
     if not os.path.isdir(path):
         raise UsageError(f'unable to prepare context: path "{path}" not found')
-    try:
-        patterns = read_dockerignore(path)
-    except PatternError as exc:
-        raise UsageError(f"error checking context: {exc}") from None
-    inline: bytes | None = None
-    if dockerfile == "-":
-        inline = sys.stdin.buffer.read()
-        name = f".dockerfile.{secrets.token_hex(10)}"
-    else:
+    inline = sys.stdin.buffer.read() if dockerfile == "-" else None
+    if inline is None:
         file_path = os.path.abspath(dockerfile or os.path.join(path, "Dockerfile"))
-        rel = os.path.relpath(file_path, os.path.abspath(path))
         if not os.path.isfile(file_path):
             raise UsageError(f"unable to prepare context: unable to evaluate symlinks in Dockerfile path: "
                              f"lstat {file_path}: no such file or directory")
-        if rel.startswith("../"):
-            with open(file_path, "rb") as f:
-                inline = f.read()
-            name = f".dockerfile.{secrets.token_hex(10)}"
-        else:
-            name = rel
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        add_context(tar, path, patterns, {name, ".dockerignore"})
-        if inline is not None:
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(inline), 0o600
-            tar.addfile(info, io.BytesIO(inline))
-    return name
+    try:
+        return write_context(path, out, None if inline is not None else dockerfile, inline)
+    except PatternError as exc:
+        raise UsageError(f"error checking context: {exc}") from None
 
 
 def _stdin_context(out: IO[bytes]) -> None:

@@ -17,13 +17,12 @@ import asyncio
 import hashlib
 import json
 import os
-import tarfile
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from backend.api.build_context import add_context, read_dockerignore
+from backend.api.build_context import write_context
 from backend.api.client import EngineClient
 from backend.api.errors import NotFoundError
 from backend.api.types import ContainerSummary
@@ -189,18 +188,16 @@ def config_hash(body: dict[str, Any], image_id: str, extra_networks: Sequence[st
     return hashlib.sha256(doc.encode()).hexdigest()
 
 
-def context_tar(context: str, dockerfile: str, out: IO[bytes]) -> None:
+def context_tar(context: str, dockerfile: str, out: IO[bytes]) -> str:
     """Write the build context ``context`` as a tar to ``out``, minus what its ``.dockerignore`` excludes (the
-    Dockerfile and ``.dockerignore`` are always sent). Raises ComposeError for a missing context or a bad
-    pattern."""
+    Dockerfile and ``.dockerignore`` are always sent); returns the Dockerfile's name in it. Raises ComposeError
+    for a missing context or a bad pattern."""
     if not os.path.isdir(context):
         raise ComposeError(f"build context {context!r} is not a directory")
     try:
-        patterns = read_dockerignore(context)
+        return write_context(context, out, os.path.join(context, dockerfile))
     except ValueError as exc:
         raise ComposeError(f"{context}/.dockerignore: {exc}") from None
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        add_context(tar, context, patterns, {dockerfile, ".dockerignore"})
 
 
 async def _file_chunks(f: IO[bytes]) -> AsyncIterator[bytes]:
@@ -272,10 +269,10 @@ class Orchestrator:
         args = {k: v if v is not None else self.environ.get(k, "") for k, v in spec.args.items()
                 if v is not None or k in self.environ}
         with tempfile.TemporaryFile() as spool:
-            context_tar(spec.context, spec.dockerfile, spool)
+            dockerfile = context_tar(spec.context, spec.dockerfile, spool)
             spool.seek(0)
             async for message in self.client.build(
-                    _file_chunks(spool), tags=[tag], dockerfile=spec.dockerfile, build_args=args,
+                    _file_chunks(spool), tags=[tag], dockerfile=dockerfile, build_args=args,
                     target=spec.target, nocache=no_cache or spec.no_cache, pull=pull or spec.pull,
                     labels={**spec.labels, LABEL_PROJECT: self.project.name, LABEL_SERVICE: service.name}):
                 on_message(message)
