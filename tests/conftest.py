@@ -21,6 +21,11 @@ pytest_plugins = ["tests.fixtures.registry", "tests.fixtures.images", "tests.fix
                   "tests.fixtures.debian_images"]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--long", action="store_true", default=False,
+                     help="soak runs: many more fuzzing examples and fault-injection rounds (tests/security)")
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("root") is not None and os.geteuid() != 0:
         pytest.skip(f"needs root (marked 'root'; effective uid is {os.geteuid()})")

@@ -11,7 +11,7 @@ Every test that uses ``berthd_with_busybox`` gets, after its case, the checks of
   directories, no half-unpacked layer, every new blob matches its digest, no new image record or container
   directory.
 
-``--long`` (register it by running ``pytest tests/security --long``) raises hypothesis example counts.
+``--long`` (registered in tests/conftest.py) raises hypothesis example counts.
 """
 
 from __future__ import annotations
@@ -40,11 +40,6 @@ _HOST_DIRS = ("/", "/etc", "/tmp", "/usr", "/var", "/root", "/home", "/bin", "/s
 _TEMP_DIRS = ("image/tmp", "builder/tmp", "image/content/ingest", "image/content/trash")
 _FIRST_USE = {*_TEMP_DIRS, "builder/cache.json"}
 """Made by the first load, import or build: present in every data root after that."""
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--long", action="store_true", default=False,
-                     help="security corpus: soak run (many more hypothesis examples)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
