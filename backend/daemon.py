@@ -25,6 +25,7 @@ import shutil
 import signal
 import socket
 import ssl
+import stat
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -237,9 +238,18 @@ def activation_sockets(host: str, environ: dict[str, str] | None = None) -> list
     return sockets
 
 
+PRIVATE_DATA_DIRS = ("image", "builder", "containers", "network")
+"""Top-level data-root directories only root may enter (volumes/ is 0701, as dockerd's)."""
+
+
 def lock_data_root(data_root: str) -> int:
-    """Hold an exclusive lock on ``<data_root>/berthd.lock`` for the daemon's life. Raises Unavailable."""
-    os.makedirs(data_root, mode=0o711, exist_ok=True)
+    """Hold an exclusive lock on ``<data_root>/berthd.lock`` for the daemon's life. Raises Unavailable.
+
+    The data root is made 0711 or tighter and :data:`PRIVATE_DATA_DIRS` 0700 or tighter (older data roots
+    are tightened), so no other user reads image content, build contexts or container files."""
+    for path, mask in ((data_root, 0o711), *((os.path.join(data_root, name), 0o700) for name in PRIVATE_DATA_DIRS)):
+        os.makedirs(path, mode=mask, exist_ok=True)
+        os.chmod(path, stat.S_IMODE(os.stat(path).st_mode) & mask)
     fd = os.open(os.path.join(data_root, "berthd.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
