@@ -75,6 +75,8 @@ class DaemonConfig:
     pidfile: str | None = None
     log_level: str = "info"
     insecure_registries: list[str] = field(default_factory=list)
+    registry_timeout: float = 60.0
+    """Seconds a registry may stay silent (and the limit for a whole manifest or token answer)."""
     default_runtime: str | None = None
     cgroup_parent: str = "/berth"
     bridge_name: str = ""
@@ -156,6 +158,9 @@ def load_config(argv: Sequence[str] | None = None) -> DaemonConfig:
         if not sep or not name or not path:
             raise InvalidParameter(f"--add-runtime {item}: expected NAME=PATH")
         config.runtimes[name] = path
+    if isinstance(config.registry_timeout, bool) or not isinstance(config.registry_timeout, int | float) \
+            or config.registry_timeout <= 0:
+        raise InvalidParameter(f"registry-timeout {config.registry_timeout!r}: expected a number of seconds above 0")
     if config.tlsverify and not (config.tlscacert and config.tlscert and config.tlskey):
         raise InvalidParameter("--tlsverify needs --tlscacert, --tlscert and --tlskey")
     return config
@@ -286,7 +291,8 @@ async def serve(config: DaemonConfig) -> None:
     def registry_for(credentials: CredentialSource | None = None) -> RegistryClient:
         from backend.engine.registry.client import RegistryClient  # loaded on the first registry request
 
-        return RegistryClient(credentials=credentials, insecure_registries=config.insecure_registries)
+        return RegistryClient(credentials=credentials, insecure_registries=config.insecure_registries,
+                              timeout=config.registry_timeout)
 
     images = ImageService(os.path.join(config.data_root, "image"), registry_for)
     images.recover()
