@@ -44,7 +44,7 @@ services:
       labels: {tier: front}
   worker:
     image: busybox:latest
-    command: ["sleep", "3600"]
+    command: ["sh", "-c", "echo worker-up; exec sleep 3600"]
     environment: {ROLE: worker}
     deploy:
       replicas: 2
@@ -130,6 +130,9 @@ def test_stack_deploy_scale_rm(swarm: RemoteEngines, tmp_path: Path) -> None:
         for expected in ('"MemoryBytes":67108864', '"NanoCPUs":500000000', '"Condition":"on-failure"',
                          '"MaxAttempts":3', '"MaxReplicas":1', '"Order":"start-first"', '"tier":"front"'):
             assert expected in spec
+        logs = _wait("the workers' output", lambda: swarm.berth("--context", "e1", "service", "logs",
+                                                                f"{stack}_worker").stdout.count("worker-up") == 2)
+        assert logs
         services = swarm.berth("--context", "e1", "service", "ls", "--format", "{{.Name}} {{.Replicas}}").stdout
         assert f"{stack}_worker 2/2" in services
         assert swarm.berth("--context", "e1", "service", "scale", f"{stack}_worker=3").stdout == \
