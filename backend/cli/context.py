@@ -45,8 +45,8 @@ def describe(exc: Exception) -> str:
     answers, the message alone for errors inside a stream, ``berth: ...`` when no engine answered."""
     from backend.api.errors import APIError, EngineUnreachable, StreamError
 
-    if isinstance(exc, EngineUnreachable):
-        return f"berth: {exc.message}. Is berthd running?"
+    if isinstance(exc, EngineUnreachable):  # over SSH the message says what is wrong (key, auth, socket)
+        return f"berth: {exc.message}" + ("" if "at ssh://" in exc.message else ". Is berthd running?")
     if isinstance(exc, StreamError):
         return exc.message
     if isinstance(exc, APIError):
