@@ -38,7 +38,8 @@ _VERBS: dict[str, str] = {
     **dict.fromkeys((f"machine_{v}" for v in _MACHINE_VERBS), "machine"),
     **dict.fromkeys((f"context_{v}" for v in _CONTEXT_VERBS), "contexts"),
     **dict.fromkeys((f"stack_{v}" for v in _STACK_VERBS), "stack"),
-    **dict.fromkeys((*(f"service_{v}" for v in _SERVICE_VERBS), "node_ls"), "service"),
+    **dict.fromkeys((*(f"service_{v}" for v in _SERVICE_VERBS), "node_ls",
+                     *(f"swarm_{v}" for v in ("init", "join", "join-token", "leave"))), "service"),
 }
 _GROUPS: dict[str, dict[str, str]] = {
     "container": {**{v: v for v in ("run", "create", "start", "stop", "restart", "kill", "pause", "unpause", "rm",
@@ -60,6 +61,7 @@ _GROUPS: dict[str, dict[str, str]] = {
               "up": "stack_deploy"},
     "service": {**{v: f"service_{v}" for v in _SERVICE_VERBS}, "list": "service_ls", "remove": "service_rm"},
     "node": {"ls": "node_ls", "list": "node_ls"},
+    "swarm": {v: f"swarm_{v}" for v in ("init", "join", "join-token", "leave")},
 }
 _HELP = """Usage:  berth [OPTIONS] COMMAND
 
@@ -85,6 +87,7 @@ Management Commands:
   node        Manage swarm nodes
   service     Manage swarm services
   stack       Manage swarm stacks (a Compose file on a swarm)
+  swarm       Manage the swarm (init, join, join-token, leave)
   system      Manage Berth
   volume      Manage volumes
 

@@ -1,4 +1,5 @@
-"""Swarm verbs: service ls, ps, logs, scale, rm, inspect and node ls (docker's output), over backend.api."""
+"""Swarm verbs: swarm init, join, join-token, leave; service ls, ps, logs, scale, rm, inspect; node ls (docker's
+output), over backend.api."""
 
 from __future__ import annotations
 
@@ -188,7 +189,58 @@ async def node_ls(cli: Cli, args: argparse.Namespace) -> None:
                         "{{.ManagerStatus}}\t{{.EngineVersion}}", _NODE_HEADERS).render(rows))
 
 
+def _configure_swarm_init(p: ArgumentParser) -> None:
+    p.add_argument("--advertise-addr", required=True, help="Advertised address (format: <ip>[:port])")
+    p.add_argument("--listen-addr", default="0.0.0.0:2377", help="Listen address (format: <ip>[:port])")
+    p.add_argument("--default-addr-pool", action="append", default=[], help="Address pools of overlay networks")
+
+
+async def swarm_init(cli: Cli, args: argparse.Namespace) -> None:
+    node = await cli.client.swarm_init(args.advertise_addr, listen_addr=args.listen_addr,
+                                       default_addr_pool=args.default_addr_pool)
+    cli.print(f"Swarm initialized: current node ({node}) is now a manager.")
+    cli.print(f"To add a worker: berth swarm join --token {(await cli.client.swarm_inspect()).worker_token} "
+              f"{args.advertise_addr.split(':')[0]}:2377")
+
+
+def _configure_swarm_join(p: ArgumentParser) -> None:
+    p.add_argument("--token", required=True, help="Token for entry into the swarm")
+    p.add_argument("--advertise-addr", default="", help="Advertised address (format: <ip>[:port])")
+    p.add_argument("--listen-addr", default="0.0.0.0:2377", help="Listen address (format: <ip>[:port])")
+    p.add_argument("remote", help="HOST:PORT of a manager")
+
+
+async def swarm_join(cli: Cli, args: argparse.Namespace) -> None:
+    await cli.client.swarm_join(args.remote, args.token, advertise_addr=args.advertise_addr,
+                                listen_addr=args.listen_addr)
+    cli.print("This node joined a swarm.")
+
+
+def _configure_join_token(p: ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="Only display token")
+    p.add_argument("role", choices=("worker", "manager"), help="worker or manager")
+
+
+async def join_token(cli: Cli, args: argparse.Namespace) -> None:
+    swarm = await cli.client.swarm_inspect()
+    token = swarm.worker_token if args.role == "worker" else swarm.manager_token
+    cli.print(token if args.quiet else f"To add a {args.role} to this swarm: berth swarm join --token {token}")
+
+
+def _configure_swarm_leave(p: ArgumentParser) -> None:
+    p.add_argument("-f", "--force", action="store_true", help="Leave even as the last manager")
+
+
+async def swarm_leave(cli: Cli, args: argparse.Namespace) -> None:
+    await cli.client.swarm_leave(force=args.force)
+    cli.print("Node left the swarm.")
+
+
 COMMANDS = {
+    "swarm_init": Command("Initialize a swarm", _configure_swarm_init, swarm_init),
+    "swarm_join": Command("Join a swarm as a node and/or manager", _configure_swarm_join, swarm_join),
+    "swarm_join-token": Command("Manage join tokens", _configure_join_token, join_token),
+    "swarm_leave": Command("Leave the swarm", _configure_swarm_leave, swarm_leave),
     "service_ls": Command("List services", _configure_ls, ls),
     "service_ps": Command("List the tasks of one or more services", _configure_ps, ps),
     "service_logs": Command("Fetch the logs of a service", _configure_logs, logs),

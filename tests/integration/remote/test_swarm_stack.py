@@ -1,8 +1,8 @@
-"""Swarm over SSH contexts: engine e1 is initialised as a manager on its link address (10.231.3.1), e2 joins as
-a worker over that link (EngineClient's swarm methods through the SSH transport), then ``berth stack deploy``
-of a two-service Compose file runs replicas on both nodes, ``service scale`` changes the count, ``stack rm``
-removes it; the desktop's Stacks page shows a stack and its services. The busybox image is loaded on both
-nodes from the local archive (never a registry)."""
+"""Swarm over SSH contexts: engine e1 is initialised as a manager on its link address (10.231.3.1) by ``berth
+swarm init``, e2 joins as a worker over that link (EngineClient's join through the SSH transport), then ``berth
+stack deploy`` of a two-service Compose file runs replicas on both nodes, ``service scale`` changes the count,
+``service logs`` reads both nodes' output, ``stack rm`` removes it; the desktop's Stacks page shows a stack and
+its services. The busybox image is loaded on both nodes from the local archive (never a registry)."""
 
 from __future__ import annotations
 
@@ -51,13 +51,10 @@ services:
 """
 
 
-async def _swarm(rig: RemoteEngines) -> None:
+async def _join(rig: RemoteEngines, token: str) -> None:
     manager, worker = rig.engines
-    async with EngineClient(manager.url) as first, EngineClient(worker.url) as second:
-        await first.swarm_init(manager.peer_address, listen_addr=f"{manager.peer_address}:2377",
-                               default_addr_pool=["198.19.0.0/16"])
-        token = (await first.swarm_inspect()).worker_token
-        await second.swarm_join(f"{manager.peer_address}:2377", token, advertise_addr=worker.peer_address,
+    async with EngineClient(worker.url) as client:
+        await client.swarm_join(f"{manager.peer_address}:2377", token, advertise_addr=worker.peer_address,
                                 listen_addr=f"{worker.peer_address}:2377")
 
 
@@ -71,7 +68,11 @@ def swarm(remote_engines: RemoteEngines, monkeypatch_module: pytest.MonkeyPatch)
         if engine.name not in rig.berth("context", "ls", "-q").stdout.split():
             rig.berth("context", "create", engine.name, "--host", engine.url)
         rig.berth("--context", engine.name, "load", "-q", "-i", str(rig.archive))
-    asyncio.run(_swarm(rig))
+    manager = rig.engines[0]
+    init = rig.berth("--context", "e1", "swarm", "init", "--advertise-addr", manager.peer_address, "--listen-addr",
+                     f"{manager.peer_address}:2377", "--default-addr-pool", "198.19.0.0/16").stdout
+    assert "is now a manager" in init
+    asyncio.run(_join(rig, rig.berth("--context", "e1", "swarm", "join-token", "-q", "worker").stdout.strip()))
     try:
         yield rig
     finally:
