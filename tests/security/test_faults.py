@@ -24,6 +24,7 @@ import os
 import random
 import signal
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -235,8 +236,9 @@ DISK_MIB = 64
 
 @pytest.fixture
 def small_disk_daemon(tmp_path: Path) -> Iterator[Berthd]:
-    """A berthd whose data root is a 64 MiB ext4 image, loop-mounted."""
-    workdir = tmp_path / "berthd"
+    """A berthd whose data root is a 64 MiB ext4 image, loop-mounted (its workdir short: unix socket paths
+    below the exec root must fit in 108 bytes)."""
+    workdir = Path(tempfile.mkdtemp(prefix="berthd-"))
     data = workdir / "data"
     data.mkdir(parents=True)
     image = tmp_path / "disk.img"

@@ -350,6 +350,8 @@ class ContainerService:
                     if pid:
                         os.kill(pid, signal.SIGKILL)
                     await monitor.wait()
+            else:
+                await self._delete_orphan(record)
             await asyncio.to_thread(unmount_rootfs, self._paths(record.id)["fs"])
             if self.networks is not None:
                 await self.networks.forget(record.id)
@@ -357,6 +359,14 @@ class ContainerService:
             self.store.remove(record.id)
         self._forget_execs(record.id)
         self.events.emit("container", "destroy", record.id, {"name": record.name, "image": record.image})
+
+    async def _delete_orphan(self, record: ContainerRecord) -> None:
+        """Kill and delete what the runtime still holds of ``record`` when its monitor is gone (killed): the
+        monitor deletes the runtime's container when it exits, so a runtime state left means nobody else
+        will reap its processes, cgroup and state. Runtime failures are ignored (it may be gone already)."""
+        with contextlib.suppress(Unavailable):
+            if os.path.exists(os.path.join(self._runtime_of(record)[1], record.id)):
+                await self._runtime(record, "delete", "--force")
 
     # -- running -----------------------------------------------------------------------------------
 
