@@ -258,9 +258,12 @@ def networking(ctx: Context) -> list[Measure]:
                   "(busybox nc copies small chunks: CPU-bound, compares engines, not line rates)",
                   higher_is_better=True)
     for system in ctx.rounds(("berthd", "dockerd")):
-        first.add(system.name, network.first_answer(system.engine, mb)[0] * 1000)
-        h2c.add(system.name, network.host_to_container(system.engine, mb)[0])
-        c2c.add(system.name, network.container_to_container(system.engine, mb)[0])
+        try:
+            first.add(system.name, network.first_answer(system.engine, mb)[0] * 1000)
+            h2c.add(system.name, network.host_to_container(system.engine, mb)[0])
+            c2c.add(system.name, network.container_to_container(system.engine, mb)[0])
+        except OSError as exc:
+            raise RuntimeError(f"{system.name}: {exc}") from exc
     return [first, h2c, c2c]
 
 
