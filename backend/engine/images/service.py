@@ -82,7 +82,7 @@ def parse_config(data: bytes) -> dict[str, Any]:
     """Decode and sanity-check an image config. Raises InvalidParameter."""
     try:
         doc = json.loads(data)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InvalidParameter(f"image config is not valid JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise InvalidParameter("image config is not a JSON object")
@@ -223,6 +223,10 @@ class ImageService:
     # -- pull --------------------------------------------------------------------------------------
 
     async def _fetch_small(self, ref: Reference, desc: Descriptor) -> bytes:
+        """A config blob, fetched (and kept) only when its descriptor is within MAX_CONFIG. Raises InvalidParameter."""
+        if desc.size > MAX_CONFIG:
+            raise InvalidParameter(f"image config {desc.digest} is larger than {MAX_CONFIG} bytes ({desc.size})")
+
         async def fetch(writer: BlobWriter) -> None:
             await self.registry.fetch_blob(ref.domain, ref.path, desc, writer.write)
         await self.content.ensure(desc.digest, desc.size, fetch)

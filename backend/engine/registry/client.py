@@ -219,7 +219,8 @@ class RegistryClient:
     ``get``/``store``/``erase``); ``insecure_registries`` are ``host[:port]`` names or CIDRs allowed to
     use HTTP or unverified HTTPS; ``max_concurrent_downloads`` bounds concurrent :meth:`fetch_blob`
     calls; ``transport`` replaces httpx's network transport (for tests). ``retries`` is the number of
-    attempts for each request, ``retry_delay`` the first backoff in seconds (doubling).
+    attempts for each request, ``retry_delay`` the first backoff in seconds (doubling). ``timeout`` is how
+    long a registry may stay silent, and how long a whole manifest, token or error answer may take.
 
     Every method raises only :class:`~backend.engine.registry.errors.RegistryError` kinds (exceptions
     raised by the caller's sinks, sources and progress callbacks pass through).
@@ -257,6 +258,7 @@ class RegistryClient:
         self._retries = retries
         self._retry_delay = retry_delay
         self._timeout = httpx.Timeout(timeout, connect=min(timeout, 15.0))
+        self._deadline = timeout
         self._limits = httpx.Limits(max_connections=max(16, 4 * max_concurrent_downloads), max_keepalive_connections=8)
         self._clients: dict[bool, httpx.AsyncClient] = {}
         self._schemes: dict[str, str] = {}
@@ -367,7 +369,13 @@ class RegistryClient:
             token = self._tokens.get(key)
             if token is not None and not refresh and token.expires - _TOKEN_EARLY_RENEW > time.monotonic():
                 return token.header
-            token = await self._fetch_token(domain, challenge, scopes, creds)
+            try:
+                token = await self._fetch_token(domain, challenge, scopes, creds)
+            except RegistryError:
+                # A realm that fails must not hold up later requests to the registry: the next 401 says again.
+                if self._challenges.get(host) is challenge:
+                    del self._challenges[host]
+                raise
             self._tokens[key] = token
             return token.header
 
@@ -613,15 +621,23 @@ class RegistryClient:
             await resp.aclose()
 
     async def _read_limited(self, resp: httpx.Response, limit: int, what: str) -> bytes:
+        """The whole body of a small answer (manifest, token, error): at most ``limit`` bytes, all of it
+        within the client's timeout (a server dripping bytes cannot hold a pull forever).
+
+        Raises RegistryInvalid when it is larger, RegistryUnavailable when it is cut or too slow.
+        """
         length = resp.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             raise RegistryInvalid(f"{what}: the response is larger than {limit} bytes")
         data = bytearray()
         try:
-            async for chunk in resp.aiter_bytes():
-                data += chunk
-                if len(data) > limit:
-                    raise RegistryInvalid(f"{what}: the response is larger than {limit} bytes")
+            async with asyncio.timeout(self._deadline):
+                async for chunk in resp.aiter_bytes():
+                    data += chunk
+                    if len(data) > limit:
+                        raise RegistryInvalid(f"{what}: the response is larger than {limit} bytes")
+        except TimeoutError as exc:
+            raise RegistryUnavailable(f"{what}: timeout: the answer took more than {self._deadline:g} s") from exc
         except httpx.TransportError as exc:
             raise RegistryUnavailable(f"{what}: {_describe(exc)}") from exc
         return bytes(data)

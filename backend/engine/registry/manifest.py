@@ -43,6 +43,10 @@ MANIFEST_ACCEPT = ", ".join((OCI_INDEX, DOCKER_MANIFEST_LIST, OCI_MANIFEST, DOCK
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024
 """Manifests (and indexes) larger than this are refused, as containerd and Docker do."""
 
+MAX_SIZE = 2**63 - 1
+"""The largest size a descriptor may state (Go's int64, as Docker and containerd read it)."""
+_SCHEMA1_FIELDS = ("fsLayers", "signatures")
+
 _DIGEST_RE = re.compile(r"^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$")
 _HASHES = {"sha256": hashlib.sha256, "sha512": hashlib.sha512}
 
@@ -144,8 +148,8 @@ def _descriptor(obj: Any, where: str) -> Descriptor:
         raise RegistryInvalid(f"invalid manifest: {where}.mediaType is not a string")
     if not isinstance(digest, str) or not is_digest(digest):
         raise RegistryInvalid(f"invalid manifest: {where}.digest {digest!r} is not a valid digest")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise RegistryInvalid(f"invalid manifest: {where}.size {size!r} is not a non-negative integer")
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_SIZE:
+        raise RegistryInvalid(f"invalid manifest: {where}.size {size!r} is not an integer in 0..{MAX_SIZE}")
     urls = obj.get("urls") or []
     if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
         raise RegistryInvalid(f"invalid manifest: {where}.urls is not a list of strings")
@@ -180,14 +184,16 @@ def parse_manifest(raw: bytes, digest: str, content_type: str | None = None) -> 
 
     The media type is the document's ``mediaType`` if it has one, else ``content_type`` (the response's
     Content-Type), else inferred from the shape (``manifests`` means an OCI index). Raises
-    RegistryInvalid for schema 1, unknown media types, malformed JSON or descriptors, and for a
-    ``mediaType`` field that contradicts a manifest Content-Type.
+    RegistryInvalid for schema 1, unknown media types, malformed or too deeply nested JSON, malformed
+    descriptors, a ``mediaType`` field that contradicts a manifest Content-Type, and ambiguous documents
+    (as containerd since CVE-2021-41190): an index with ``config`` or ``layers``, an image manifest with
+    ``manifests``, a schema 2 document with schema 1's ``fsLayers`` or ``signatures``.
     """
     if len(raw) > MAX_MANIFEST_SIZE:
         raise RegistryInvalid(f"manifest {digest} is larger than {MAX_MANIFEST_SIZE} bytes")
     try:
         doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise RegistryInvalid(f"invalid manifest {digest}: not JSON ({exc})") from exc
     if not isinstance(doc, dict):
         raise RegistryInvalid(f"invalid manifest {digest}: not a JSON object")
@@ -211,6 +217,10 @@ def parse_manifest(raw: bytes, digest: str, content_type: str | None = None) -> 
         media_type = OCI_INDEX if "manifests" in doc else OCI_MANIFEST
     if media_type not in MANIFEST_MEDIA_TYPES:
         raise RegistryInvalid(f"unsupported manifest media type {media_type!r} ({digest})")
+    alien = [k for k in (("config", "layers") if media_type in INDEX_MEDIA_TYPES else ("manifests",)) if k in doc]
+    alien += [k for k in _SCHEMA1_FIELDS if k in doc]
+    if alien:
+        raise RegistryInvalid(f"ambiguous manifest {digest}: a {media_type} with {' and '.join(alien)}")
     if media_type in INDEX_MEDIA_TYPES:
         entries = doc.get("manifests")
         if not isinstance(entries, list):
