@@ -26,7 +26,12 @@ from app.views.volumes_page import VolumesPage
 from backend.api.types import Port
 from tests.gui.conftest import eventually, run_async
 
-pytestmark = [pytest.mark.gui, pytest.mark.root, pytest.mark.network]
+pytestmark = pytest.mark.gui
+
+
+def needs_daemon(test):
+    """Marks a test that uses the ``desktop`` fixture (a real berthd)."""
+    return pytest.mark.network(pytest.mark.root(test))
 
 
 # -- models and pure helpers (no daemon, no windows) ------------------------------------------------------------
@@ -162,6 +167,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@needs_daemon
 def test_cpu_and_memory_appear_for_a_running_container(qtbot, desktop, berthd_with_busybox) -> None:
     n = unique()
     berthd_with_busybox.docker("run", "-d", "--name", n, "busybox", "sh", "-c", "while :; do :; done")
@@ -180,6 +186,7 @@ def test_cpu_and_memory_appear_for_a_running_container(qtbot, desktop, berthd_wi
         berthd_with_busybox.docker("rm", "-f", n)
 
 
+@needs_daemon
 def test_port_chip_click_opens_the_browser(qtbot, desktop, berthd_with_busybox) -> None:
     n, port = unique(), free_port()
     berthd_with_busybox.docker("run", "-d", "--name", n, "-p", f"127.0.0.1:{port}:80", "busybox", "sleep", "60")
@@ -205,6 +212,7 @@ def test_port_chip_click_opens_the_browser(qtbot, desktop, berthd_with_busybox) 
         berthd_with_busybox.docker("rm", "-f", n)
 
 
+@needs_daemon
 def test_context_menu_pause_resume_and_state_filter(qtbot, desktop, berthd_with_busybox) -> None:
     n, stopped = unique(), unique()
     berthd_with_busybox.docker("run", "-d", "--name", n, "busybox", "sleep", "60")
@@ -236,6 +244,7 @@ def test_context_menu_pause_resume_and_state_filter(qtbot, desktop, berthd_with_
         berthd_with_busybox.docker("rm", "-f", n, stopped)
 
 
+@needs_daemon
 def test_project_delete_removes_all_members(qtbot, desktop, berthd_with_busybox) -> None:
     project = unique()
     names = [f"{project}-{service}-1" for service in ("web", "db", "job")]
@@ -263,6 +272,7 @@ def test_project_delete_removes_all_members(qtbot, desktop, berthd_with_busybox)
         berthd_with_busybox.docker("rm", "-f", *names, check=False)
 
 
+@needs_daemon
 def test_volume_create_used_by_size_inspect_delete(qtbot, desktop, berthd_with_busybox) -> None:
     volume, user = unique(), unique()
     page: VolumesPage = desktop.window.pages["Volumes"]
@@ -298,27 +308,28 @@ def test_volume_create_used_by_size_inspect_delete(qtbot, desktop, berthd_with_b
         berthd_with_busybox.docker("volume", "rm", "-f", volume, check=False)
 
 
+@needs_daemon
 def test_network_create_connected_inspect_delete(qtbot, desktop, berthd_with_busybox) -> None:
     network, member = unique(), unique()
     page: NetworksPage = desktop.window.pages["Networks"]
     dialog = page.show_create()
     dialog.name.setText(network)
-    dialog.subnet.setText("10.231.7.5/24")  # host bits set: an inline error, the dialog stays open
+    dialog.subnet.setText("10.199.37.5/24")  # host bits set: an inline error, the dialog stays open
     dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()
     assert dialog.isVisible() and dialog.error.isVisibleTo(dialog)
-    assert dialog.error.text() == "Subnet '10.231.7.5/24' has host bits set: did you mean 10.231.7.0/24?"
-    dialog.subnet.setText("10.231.7.0/24")
-    dialog.gateway.setText("10.231.7.1")
+    assert dialog.error.text() == "Subnet '10.199.37.5/24' has host bits set: did you mean 10.199.37.0/24?"
+    dialog.subnet.setText("10.199.37.0/24")
+    dialog.gateway.setText("10.199.37.1")
     dialog.labels.setText("team=blue")
     dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()
     assert not dialog.isVisible()
     try:
         run_async(qtbot, eventually(lambda: any(r.name == network for r in page.model.rows), 5, "created"))
         inspected = json.loads(berthd_with_busybox.docker("network", "inspect", network).stdout)[0]
-        assert inspected["IPAM"]["Config"][0]["Subnet"] == "10.231.7.0/24" and inspected["Labels"] == {"team": "blue"}
+        assert inspected["IPAM"]["Config"][0]["Subnet"] == "10.199.37.0/24" and inspected["Labels"] == {"team": "blue"}
         berthd_with_busybox.docker("run", "-d", "--name", member, "--network", network, "busybox", "sleep", "60")
         run_async(qtbot, eventually(
-            lambda: any(r.name == network and any(m.name == member and m.address.startswith("10.231.7.")
+            lambda: any(r.name == network and any(m.name == member and m.address.startswith("10.199.37.")
                                                   for m in r.members) for r in page.model.rows), 5, "connected"))
         page.select(lambda r: getattr(r, "name", "") == network)
         page.inspect_button.click()
@@ -337,6 +348,7 @@ def test_network_create_connected_inspect_delete(qtbot, desktop, berthd_with_bus
         berthd_with_busybox.docker("network", "rm", network, check=False)
 
 
+@needs_daemon
 def test_predefined_networks_cannot_be_deleted(qtbot, desktop, berthd_with_busybox) -> None:
     page: NetworksPage = desktop.window.pages["Networks"]
     run_async(qtbot, eventually(lambda: any(r.name == "bridge" for r in page.model.rows), 5, "networks"))
@@ -347,3 +359,15 @@ def test_predefined_networks_cannot_be_deleted(qtbot, desktop, berthd_with_busyb
             page.delete_selected()  # even when called directly: nothing happens
     run_async(qtbot, desktop.live.settle())
     assert berthd_with_busybox.docker("network", "inspect", "bridge").returncode == 0
+
+
+@needs_daemon
+def test_engine_refusal_is_one_banner_line(qtbot, desktop, berthd_with_busybox) -> None:
+    page: NetworksPage = desktop.window.pages["Networks"]
+    dialog = page.show_create()
+    dialog.name.setText("bridge")  # taken: the engine refuses
+    dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()
+    run_async(qtbot, eventually(lambda: desktop.window.banner.text, 10, "the banner"))
+    text = desktop.window.banner.text
+    assert text.startswith("Create network bridge: ") and "\n" not in text and "Traceback" not in text
+    assert berthd_with_busybox.docker("version").returncode == 0
