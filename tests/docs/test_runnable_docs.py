@@ -2,9 +2,10 @@
 
 A runnable block is fenced ```` ```sh {run} ```` (``{run exit=N}`` when its last command fails with status N, as
 an error the page shows). It runs with ``bash -e`` in a temp directory of the page's own (a ``cd`` carries over to
-the next block), with DOCKER_HOST and BERTH_HOST at the daemon. Its stdout and stderr together are compared with
-the ```` ```text {output} ```` block right after it, if there is one: line by line, trailing spaces ignored;
-``...`` inside a line matches any text in it, a line that is only ``...`` any number of lines.
+the next block), with DOCKER_HOST and BERTH_HOST at the daemon and REGISTRY, REGISTRY_USER and REGISTRY_PASSWORD
+naming a private registry (a local one with basic auth). Its stdout and stderr together are compared with the
+```` ```text {output} ```` block right after it, if there is one: line by line, trailing spaces ignored; ``...``
+inside a line matches any text in it, a line that is only ``...`` any number of lines.
 Pages use only ``busybox:latest`` and images they build themselves; containers a page leaves are removed.
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.berthd import BIN, Berthd
+from tests.fixtures.registry import AUTH_PASSWORD, AUTH_USER, LocalRegistry
 
 pytestmark = [pytest.mark.root, pytest.mark.network]
 
@@ -76,11 +78,13 @@ def run_block(block: Block, cwd: Path, env: dict[str, str]) -> tuple[int, str, P
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(REPO)) for p in PAGES])
-def test_page_runs(page: Path, berthd_with_busybox: Berthd) -> None:
+def test_page_runs(page: Path, berthd_with_busybox: Berthd, auth_registry: LocalRegistry) -> None:
     runnable = blocks(page.read_text())
     if not runnable:
         pytest.skip("no runnable blocks")
-    env = berthd_with_busybox.env | {"PATH": f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+    env = berthd_with_busybox.env | {"PATH": f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+                                     "REGISTRY": auth_registry.domain, "REGISTRY_USER": AUTH_USER,
+                                     "REGISTRY_PASSWORD": AUTH_PASSWORD}
     name = page.relative_to(REPO)
     with tempfile.TemporaryDirectory(prefix="berth-docs-") as tmp:
         cwd = Path(tmp) / "work"
