@@ -97,12 +97,22 @@ def _get(obj: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
     return value
 
 
-def _strings(obj: Mapping[str, Any], key: str, where: str) -> list[str] | None:
+_GO_FIELD = {"": "ContainerConfigWrapper.", "HostConfig.": "HostConfig.HostConfig."}
+"""How dockerd names the struct of a field in its JSON errors."""
+
+
+def _strings(obj: Mapping[str, Any], key: str, where: str, *, str_slice: bool = False) -> list[str] | None:
+    """``obj[key]`` as a list of strings, None if absent or null. A plain string is one item only for
+    Docker's ``StrSlice`` fields (``str_slice``: Cmd, Entrypoint, CapAdd, CapDrop); for the others it is
+    refused with dockerd's message. Raises InvalidParameter."""
     value = obj.get(key)
     if value is None:
         return None
     if isinstance(value, str):
-        return [value]
+        if str_slice:
+            return [value]
+        raise InvalidParameter(f"json: cannot unmarshal string into Go struct field {_GO_FIELD.get(where, where)}{key} "
+                               "of type []string")
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InvalidParameter(f"{where}{key}: expected a list of strings")
     return list(value)
@@ -304,8 +314,8 @@ def parse_create_request(body: object, name: str | None = None) -> CreateRequest
     return CreateRequest(
         image=image,
         name=validate_name(name) if name else None,
-        cmd=_strings(body, "Cmd", ""),
-        entrypoint=_strings(body, "Entrypoint", ""),
+        cmd=_strings(body, "Cmd", "", str_slice=True),
+        entrypoint=_strings(body, "Entrypoint", "", str_slice=True),
         env=_strings(body, "Env", "") or [],
         user=_get(body, "User", str, "") or "",
         working_dir=_get(body, "WorkingDir", str, "") or "",
@@ -321,8 +331,8 @@ def parse_create_request(body: object, name: str | None = None) -> CreateRequest
         auto_remove=bool(host.get("AutoRemove")),
         restart_policy=parse_restart_policy(host.get("RestartPolicy")),
         privileged=bool(host.get("Privileged")),
-        cap_add=_caps(_strings(host, "CapAdd", "HostConfig."), "CapAdd"),
-        cap_drop=_caps(_strings(host, "CapDrop", "HostConfig."), "CapDrop"),
+        cap_add=_caps(_strings(host, "CapAdd", "HostConfig.", str_slice=True), "CapAdd"),
+        cap_drop=_caps(_strings(host, "CapDrop", "HostConfig.", str_slice=True), "CapDrop"),
         security_opt=_strings(host, "SecurityOpt", "HostConfig.") or [],
         readonly_rootfs=bool(host.get("ReadonlyRootfs")),
         memory=memory,

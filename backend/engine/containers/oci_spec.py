@@ -130,6 +130,9 @@ def effective_config(body: Mapping[str, Any], image_config: Mapping[str, Any], c
     the image's Cmd only when neither Cmd nor Entrypoint was given; hostname defaulting to the short ID)."""
     image = image_config.get("config") or {}
     config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
+    for key in ("Cmd", "Entrypoint"):  # Docker's StrSlice: one string is a one-item list
+        if isinstance(config.get(key), str):
+            config[key] = [config[key]]
     config["Hostname"] = config.get("Hostname") or container_id[:12]
     env = list(config.get("Env") or [])
     names = {item.partition("=")[0] for item in env}

@@ -197,15 +197,13 @@ class ImageService:
     # -- lookup ------------------------------------------------------------------------------------
 
     def resolve(self, name: str) -> ImageRecord:
-        """An image by reference, full or short ID. Raises NotFound ("No such image: x")."""
+        """An image by reference, full or short ID. Raises NotFound ("No such image: x"), InvalidParameter
+        (Docker's "invalid reference format..." for a name that is neither an ID nor a reference, as dockerd)."""
         if is_full_image_id(name):
             image_id = name if name.startswith("sha256:") else "sha256:" + name
             return self.images.get(image_id)
-        try:
-            ref = parse_reference(name).with_default_tag()
-        except InvalidParameter:
-            ref = None
-        if ref is not None and str(ref) in self.images.tags:
+        ref = parse_reference(name).with_default_tag()
+        if str(ref) in self.images.tags:
             return self.images.get(self.images.tags[str(ref)])
         prefix = name.removeprefix("sha256:")
         if len(prefix) >= 4 and all(c in "0123456789abcdef" for c in prefix):
@@ -666,7 +664,8 @@ class ImageService:
     async def import_rootfs(self, source: BinaryIO, *, reference: str | None = None, changes: Sequence[str] = (),
                             message: str = "", platform: Platform | None = None) -> ImageRecord:
         """``docker import``: one layer from a root filesystem tar (plain, gzip or zstd), with ``changes``
-        applied to the config. Raises InvalidParameter for a bad tar, change or reference."""
+        applied to the config; an empty stream is an empty tar (dockerd's empty layer). Raises
+        InvalidParameter for a bad tar, change or reference."""
         target = parse_reference(reference).with_default_tag() if reference else None
         container_config = apply_changes({}, list(changes))
         platform = platform or host_platform()
@@ -677,6 +676,8 @@ class ImageService:
             spooled = os.path.join(work, "layer")
             with open(spooled, "wb") as out:
                 await asyncio.to_thread(shutil.copyfileobj, source, out, 1 << 20)
+                if not out.tell():  # nothing at all: an empty tar, as dockerd makes of it (EMPTY_LAYER_DIFF_ID)
+                    out.write(b"\0" * 1024)
             probe = os.path.join(work, "probe")
             os.mkdir(probe)
             with open(spooled, "rb") as layer:

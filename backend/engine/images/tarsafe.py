@@ -8,9 +8,8 @@ root descriptor it started from:
   the way is read with ``readlinkat`` and followed by this code, an absolute target restarts at the root,
   and ``..`` never climbs above the root (it is clamped, or refused in strict mode). The kernel never
   follows a symlink for us: every ``openat`` carries ``O_NOFOLLOW``.
-- ``clear_directory`` removes everything below a directory without following symlinks and with a
-  constant number of open descriptors, whatever the depth of the tree; ``remove_tree`` removes a tree
-  by path the same way.
+- ``clear_directory``, ``remove_entry`` and ``remove_tree`` (from ``backend.engine.tree_removal``, kept
+  here for the modules that unpack) remove trees of any depth without following symlinks.
 
 Failures raise ``OSError`` (with the real errno) or a ``ResolveError`` subclass; callers wrap them once
 into the engine's taxonomy. Paths are ``bytes`` components (no ``/`` in a component).
@@ -23,6 +22,10 @@ import os
 import stat
 from collections import OrderedDict
 from collections.abc import Sequence
+
+from backend.engine.tree_removal import clear_directory as clear_directory
+from backend.engine.tree_removal import remove_entry as remove_entry
+from backend.engine.tree_removal import remove_tree as remove_tree
 
 MAX_SYMLINKS = 40
 """Symlinks followed in one resolution before giving up (Linux's own limit)."""
@@ -72,80 +75,6 @@ def proc_path(dir_fd: int, name: bytes) -> bytes:
 def _open_child_dir(dir_fd: int, name: bytes, flags: int) -> int:
     """Open directory ``name`` under ``dir_fd`` without following a symlink (ENOTDIR/ELOOP if it is one)."""
     return os.open(name, flags | os.O_NOFOLLOW, dir_fd=dir_fd)
-
-
-def clear_directory(dir_fd: int) -> None:
-    """Remove every entry below the directory open at ``dir_fd``; the directory itself stays.
-
-    Never follows a symlink (symlinks are unlinked, not entered) and keeps two descriptors open at most,
-    so trees of any depth are removed. Directories without write or search permission are made
-    ``0700`` first (for callers that are not root). Raises OSError.
-    """
-    cur = os.open(b".", _O_DIR_READ, dir_fd=dir_fd)
-    names: list[str] = []
-    try:
-        while True:
-            child: str | None = None
-            try:
-                with os.scandir(cur) as entries:
-                    for entry in entries:
-                        if entry.is_dir(follow_symlinks=False):
-                            child = entry.name
-                            break
-                        os.unlink(entry.name, dir_fd=cur)
-            except PermissionError:
-                if os.geteuid() == 0:
-                    raise
-                os.fchmod(cur, 0o700)
-                continue
-            if child is not None:
-                try:
-                    nxt = _open_child_dir(cur, os.fsencode(child), _O_DIR_READ)
-                except PermissionError:
-                    os.chmod(child, 0o700, dir_fd=cur, follow_symlinks=False)
-                    nxt = _open_child_dir(cur, os.fsencode(child), _O_DIR_READ)
-                os.close(cur)
-                cur = nxt
-                names.append(child)
-                continue
-            if not names:
-                return
-            parent = os.open(b"..", _O_DIR_READ, dir_fd=cur)
-            os.close(cur)
-            cur = parent
-            os.rmdir(names.pop(), dir_fd=cur)
-    finally:
-        os.close(cur)
-
-
-def remove_entry(dir_fd: int, name: bytes) -> None:
-    """Remove ``name`` under ``dir_fd`` whatever it is (a directory with all its contents). Raises OSError."""
-    st = lstat_at(dir_fd, name)
-    if st is None:
-        return
-    if stat.S_ISDIR(st.st_mode):
-        sub = _open_child_dir(dir_fd, name, _O_DIR_READ)
-        try:
-            clear_directory(sub)
-        finally:
-            os.close(sub)
-        os.rmdir(name, dir_fd=dir_fd)
-    else:
-        os.unlink(name, dir_fd=dir_fd)
-
-
-def remove_tree(path: str) -> None:
-    """Remove ``path`` whatever it is, a directory tree of any depth included; missing is fine.
-
-    Iterative (``clear_directory``), so depth is bounded by nothing but the filesystem, where a recursive
-    walk (``shutil.rmtree``) dies of Python's recursion limit. Never follows a symlink. Raises OSError.
-    """
-    parent, name = os.path.split(os.path.abspath(path))
-    parent_fd = os.open(parent, _O_DIR_READ)
-    try:
-        remove_entry(parent_fd, os.fsencode(name))
-    finally:
-        os.close(parent_fd)
 
 
 class LayerTree:

@@ -40,7 +40,8 @@ def parse_port_spec(raw: str) -> list[PortSpec]:
 def parse_bindings(bindings: dict[str, list[dict[str, str]]], exposed: list[str],
                    publish_all: bool) -> list[PortSpec]:
     """The mappings of a create request's ``PortBindings`` (plus every exposed port on a random host port
-    with ``publish_all``), as dockerd checks them. Raises InvalidParameter ("invalid port specification")."""
+    with ``publish_all``), as dockerd checks them. Raises InvalidParameter ("invalid port specification", "invalid
+    IP address")."""
     specs: list[PortSpec] = []
     for key, hosts in bindings.items():
         port, proto = split_proto(key)
@@ -56,9 +57,12 @@ def parse_bindings(bindings: dict[str, list[dict[str, str]]], exposed: list[str]
             try:
                 if host_ip:
                     ipaddress.ip_address(host_ip)
+            except ValueError as exc:
+                raise InvalidParameter(f"invalid IP address: {host_ip}") from exc
+            try:
                 start, end = parse_range(host_port) if host_port not in ("", "0") else (0, 0)
             except ValueError as exc:
-                raise InvalidParameter(f'invalid port specification: "{host_port or host_ip}"') from exc
+                raise InvalidParameter(f'invalid port specification: "{host_port}"') from exc
             specs.append(PortSpec(host_ip, start, end, container_port, proto))
     if publish_all:
         bound = {(s.container_port, s.protocol) for s in specs}

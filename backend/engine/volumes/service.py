@@ -28,6 +28,7 @@ from backend.engine.events import EventBus
 from backend.engine.runtime import syscalls
 from backend.engine.runtime.monitor import write_json_atomic
 from backend.engine.runtime.rootfs import parse_options
+from backend.engine.tree_removal import remove_tree
 from backend.engine.volumes.specs import VOLUME_NAME_RE, validate_volume_name
 
 LOCAL = "local"
@@ -87,12 +88,17 @@ def _mount_points() -> set[str]:
 
 
 def tree_size(top: str) -> int:
-    """Bytes under ``top``, counted without following symlinks."""
+    """Bytes under ``top``, counted without following symlinks. Iterative, so a tree of any depth is walked
+    (what lies past PATH_MAX, or cannot be read, is not counted)."""
     total = 0
-    for base, dirs, files in os.walk(top):
-        for name in [*dirs, *files]:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(base, name)).st_size
+    pending = [top]
+    while pending:
+        with contextlib.suppress(OSError), os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    total += entry.stat(follow_symlinks=False).st_size
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(entry.path)
     return total
 
 
@@ -241,7 +247,7 @@ class VolumeService:
             if data in _mount_points():
                 raise Unavailable(f"remove {name}: cannot unmount {data}")
         try:
-            shutil.rmtree(self._dir(name))
+            remove_tree(self._dir(name))  # iterative: a container may leave a tree deeper than Python's recursion
         except OSError as exc:
             raise Unavailable(f"remove {name}: {exc.strerror}") from exc
         self.events.emit("volume", "destroy", name, {"driver": LOCAL})
