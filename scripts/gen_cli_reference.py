@@ -46,7 +46,7 @@ def _cell(text: str) -> str:
 
 def _default(action: argparse.Action) -> str:
     value = action.default
-    if value in (None, False, [], argparse.SUPPRESS) or action.nargs == 0 and value is True:
+    if value in (None, False, [], argparse.SUPPRESS) or (action.nargs == 0 and value is True):
         return ""
     return f"`{value}`"
 
@@ -73,7 +73,7 @@ def _parser_section(parser: argparse.ArgumentParser, level: str) -> list[str]:
         lines += ["| argument | default | help |", "| --- | --- | --- |", *rows, ""]
     subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     for action in subparsers:
-        for name, sub in action.choices.items():
+        for sub in action.choices.values():
             lines += [f"{level} {sub.prog}", "", sub.description or "", "", *_parser_section(sub, level + "#")]
     return lines
 
@@ -119,7 +119,8 @@ def render_daemon_options() -> str:
         default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
         action = flags.get(field.name)
         flag = ", ".join(f"`{o}`" for o in action.option_strings) if action else ""
-        lines.append(f"| `{field.name.replace('_', '-')}` | `{default!r}` | {flag} | {_cell(action.help or '') if action and action.help else ''} |")
+        help_text = _cell(action.help or "") if action else ""
+        lines.append(f"| `{field.name.replace('_', '-')}` | `{default!r}` | {flag} | {help_text} |")
     lines += ["", "Flags without a `daemon.yaml` key:", "",
               "| flag | default | help |", "| --- | --- | --- |"]
     lines += _flag_rows([action for action in actions if action.dest not in keys])
@@ -144,7 +145,8 @@ def render_routes() -> str:
         path = route.resource.canonical if route.resource is not None else ""
         if not path.startswith("/{api_version"):
             handler: Any = route.handler
-            lines.append(f"| {route.method} | `{path}` | `{handler.__module__.rpartition('.')[2]}.{handler.__name__}` |")
+            module = handler.__module__.rpartition(".")[2]
+            lines.append(f"| {route.method} | `{path}` | `{module}.{handler.__name__}` |")
     return "\n".join(lines)
 
 
@@ -163,7 +165,7 @@ def _compose_key_sets() -> Iterator[tuple[str, list[str]]]:
         for call in ast.walk(function):
             if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "_check_keys" and len(call.args) == 3:
                 keys = sorted(c.value for s in ast.walk(call.args[2]) if isinstance(s, ast.Set)
-                              for c in s.elts if isinstance(c, ast.Constant))
+                              for c in s.elts if isinstance(c, ast.Constant) and isinstance(c.value, str))
                 if keys:
                     yield ".".join([function.name.strip("_"), *_path(call.args[1])]), keys
 
