@@ -57,6 +57,8 @@ ExecStart=/opt/berth/bin/berthd -H unix://{GUEST_SOCKET} -H tcp://127.0.0.1:{GUE
 ExecStartPost=/usr/local/sbin/berth-guest-ready
 KillMode=process
 Delegate=yes
+# berthd's graceful stop waits for open API connections (the host agent's /events stream): cap it.
+TimeoutStopSec=10
 Restart=on-failure
 RestartSec=2
 LimitNOFILE=1048576

@@ -30,6 +30,14 @@ pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.vm, pytest.mark.ti
 
 NAME = "acceptance"
 DOCKER = "/usr/local/bin/docker"
+BERTH = str(Path(sys.executable).parent / "berth")
+UDP_PRINTER = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 5353))
+while True:
+    print(s.recv(100).decode().strip(), flush=True)
+"""
 
 
 @dataclass
@@ -51,8 +59,7 @@ class Machine:
         return {**os.environ, "BERTH_MACHINE_HOME": str(self.home), "DOCKER_HOST": f"unix://{self.socket}"}
 
     def berth(self, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([sys.executable, "-m", "backend.cli.main", *args], env=self.env(), text=True,
-                              capture_output=True, timeout=timeout, cwd=Path(__file__).resolve().parents[3],
+        proc = subprocess.run([BERTH, *args], env=self.env(), text=True, capture_output=True, timeout=timeout,
                               check=False)
         if check and proc.returncode != 0:
             raise AssertionError(f"berth {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
@@ -107,7 +114,7 @@ def machine(tmp_path_factory: pytest.TempPathFactory, image_server: str, machine
 
 def test_wrong_sha256_is_refused_before_anything_boots(tmp_path: Path, image_server: str) -> None:
     env_home = tmp_path / "home"
-    proc = subprocess.run([sys.executable, "-m", "backend.cli.main", "machine", "init", "bad", "--image",
+    proc = subprocess.run([BERTH, "machine", "init", "bad", "--image",
                            image_server, "--image-sha256", "0" * 64],
                           env={**os.environ, "BERTH_MACHINE_HOME": str(env_home)}, text=True, capture_output=True,
                           timeout=600, check=False)
@@ -170,6 +177,27 @@ def test_published_port_reachable_on_host(machine: Machine) -> None:
         time.sleep(0.1)
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", 18081), timeout=2):
         pass
+
+
+def test_published_udp_port_through_qmp(machine: Machine) -> None:
+    name = "machine-udp"
+    # Debian's busybox has no UDP server: the guest's own python3, bind-mounted from the guest's /usr.
+    machine.berth("-H", f"unix://{machine.socket}", "run", "-d", "--name", name, "-p", "18083:5353/udp",
+                  "-v", "/usr:/usr:ro", "-v", "/lib:/lib:ro", "-v", "/lib64:/lib64:ro", "busybox", "python3", "-u",
+                  "-c", UDP_PRINTER)
+    try:
+        deadline = time.monotonic() + 30
+        while "127.0.0.1:18083/udp" not in machine.record()["ports"]:
+            assert time.monotonic() < deadline, "no UDP forward for 18083"
+            time.sleep(0.1)
+        deadline = time.monotonic() + 60
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            while "datagram-from-host" not in machine.berth("-H", f"unix://{machine.socket}", "logs", name).stdout:
+                assert time.monotonic() < deadline, "the datagram did not reach the container"
+                s.sendto(b"datagram-from-host\n", ("127.0.0.1", 18083))
+                time.sleep(0.5)
+    finally:
+        machine.berth("-H", f"unix://{machine.socket}", "rm", "-f", name)
 
 
 def test_host_file_visible_in_bind_mount(machine: Machine) -> None:
