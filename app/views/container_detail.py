@@ -22,6 +22,7 @@ from app.engine_session import EngineSession
 from app.live import Reloader
 from app.models.containers import ContainerRow
 from app.views.exec_tab import ExecTab
+from app.views.files_tab import FilesTab
 from app.views.stats_tab import StatsTab
 from app.widgets.json_tree import JsonTree
 from app.widgets.log_view import LogView
@@ -113,6 +114,7 @@ class ContainerDetail(QWidget):
         self.tabs.addTab(self.exec_tab, "Exec")
         self.tabs.addTab(self.inspect, "Inspect")
         self.tabs.addTab(self.stats, "Stats")
+        self.tabs.addTab(FilesTab(client, row.id), "Files")
         layout = QVBoxLayout(self)
         layout.addLayout(header)
         layout.addWidget(self.tabs)
