@@ -34,6 +34,7 @@ from pathlib import Path
 import pytest
 
 from backend.engine.images.layer_store import chain_ids
+from backend.engine.runtime.cgroups import open_cgroup
 from tests.fixtures.berthd import Berthd
 from tests.fixtures.images import LayoutImage, push_with_skopeo
 from tests.fixtures.registry import LocalRegistry
@@ -179,6 +180,10 @@ def _crash_round(rig: Rig, fault: Fault, tag: str, delay: float, tmp: Path) -> l
         if result.returncode != 0:
             problems.append(f"docker {' '.join(verb)}: {result.stderr.strip()}")
     problems += store_problems(daemon.data_root)
+    if daemon.docker("inspect", "-f", "{{.State.Paused}}", "fault-base").stdout.strip() == "true":  # a commit's
+        unpause = daemon.docker("unpause", "fault-base", check=False)  # pause, recorded as the freezer says
+        if unpause.returncode != 0:
+            problems.append(f"unpause after a crash mid-commit: {unpause.stderr.strip()}")
     pull = daemon.docker("pull", "-q", rig.pull_ref, check=False)
     if pull.returncode != 0:
         problems.append(f"repeated pull: {pull.stderr.strip()}")
@@ -227,6 +232,23 @@ def test_monitor_killed_then_rm_f_cleans_up(fault_daemon: Rig) -> None:
     assert not cdir.exists()
     assert cid not in Path("/proc/self/mountinfo").read_text()
     assert not [p for p in Path("/sys/fs/cgroup").glob(f"*/{daemon.cgroup_parent}/*{cid}*")]
+
+
+def test_freeze_left_by_a_crash_is_recorded_as_paused(fault_daemon: Rig) -> None:
+    """berthd killed between the runtime's pause (a commit's) and saving the record: on restart the container
+    is recorded as the freezer says, and ``unpause`` works."""
+    daemon = fault_daemon.daemon
+    name = f"fault-frz-{uuid.uuid4().hex[:8]}"
+    cid = daemon.docker("run", "-d", "--name", name, "busybox", "sleep", "600").stdout.strip()
+    try:
+        daemon.stop(signal.SIGKILL)
+        open_cgroup(f"{daemon.cgroup_parent}/{cid}", cid).freeze()
+        daemon.start()
+        assert daemon.docker("inspect", "-f", "{{.State.Status}}", name).stdout.strip() == "paused"
+        daemon.docker("unpause", name)
+        assert daemon.docker("exec", name, "echo", "ok").stdout == "ok\n"
+    finally:
+        daemon.docker("rm", "-f", name, check=False)
 
 
 # --- disk full ----------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from backend.engine.containers.restart import (
 from backend.engine.containers.state import ZERO_TIME, ContainerStatus, Health, HealthStatus, now
 from backend.engine.containers.stats import sample, stats_document
 from backend.engine.containers.store import ContainerRecord, ContainerStore, new_id
-from backend.engine.errors import Conflict, InvalidParameter, NotFound, Unavailable
+from backend.engine.errors import Conflict, EngineError, InvalidParameter, NotFound, Unavailable
 from backend.engine.events import EventBus
 from backend.engine.images.changes import apply_changes
 from backend.engine.images.commit import CONFIG_KEYS, commit_reference, container_config, merge_config
@@ -594,6 +594,7 @@ class ContainerService:
             elif status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED):
                 monitor = self._monitor(record)
                 if monitor is not None:
+                    status = self._reconcile_frozen(record)
                     self._watch(record, monitor)
                     if status is ContainerStatus.RUNNING:
                         self._check_health(record, fresh=False)
@@ -602,6 +603,18 @@ class ContainerService:
                     record.state.exited(-1)
                     self.store.save(record)
                     self._in_background(self._apply_restart_policy(record))
+
+    def _reconcile_frozen(self, record: ContainerRecord) -> ContainerStatus:
+        """Running or paused as its cgroup's freezer says (berthd may have died between a pause or resume and
+        saving the record, a commit's pause included); the record is saved when it changes. Returns the
+        status."""
+        with contextlib.suppress(EngineError, OSError):
+            frozen = open_cgroup(f"{self.cgroup_parent}/{record.id}", record.id).is_frozen()
+            actual = ContainerStatus.PAUSED if frozen else ContainerStatus.RUNNING
+            if actual is not record.state.status:
+                record.state.move(actual)
+                self.store.save(record)
+        return record.state.status
 
     async def wait(self, ref: str, condition: str = "not-running") -> int:
         """``docker wait``: the exit code once the container is not running (``not-running``), after its
