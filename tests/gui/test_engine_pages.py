@@ -62,7 +62,7 @@ def test_settings_round_trip_and_validation(qapp, tmp_path) -> None:
     for name, bad in (("vm_cpus", 0), ("vm_cpus", 5), ("vm_memory_mib", 256), ("vm_disk_gib", 101)):
         with pytest.raises(ValueError, match="between"):
             setattr(settings, name, bad)
-    for bad_host in ("ssh://me@host", "tcp://host:99999", "relative.sock"):
+    for bad_host in ("npipe://host", "tcp://host:99999", "relative.sock"):
         with pytest.raises(HostError):
             settings.engine_host = bad_host
     assert make_settings(tmp_path).exported() == again.exported()  # nothing bad was stored

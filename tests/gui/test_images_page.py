@@ -57,7 +57,7 @@ def page_of(app: Desktop) -> ImagesPage:
 
 
 def select_image(qtbot, page: ImagesPage, tag: str) -> None:
-    run_async(qtbot, eventually(lambda: any(tag in r.tags for r in page.images.rows), 5, f"image {tag}"))
+    run_async(qtbot, eventually(lambda: any(tag in r.tags for r in page.images.rows), 15, f"image {tag}"))
     page.select(lambda r: isinstance(r, ImageRow) and tag in r.tags)
 
 
