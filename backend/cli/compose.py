@@ -219,13 +219,14 @@ async def ps(cli: Cli, args: argparse.Namespace) -> None:
 
 async def _stream_logs(cli: Cli, containers: Sequence[Any], *, follow: bool, tail: str, timestamps: bool,
                        colour: bool) -> None:
-    """Print the containers' logs with ``name | `` prefixes. Without ``follow`` the lines are merged in time
-    order; with it they are printed as they come."""
-    width = max((len(_short_name(c.name)) for c in containers), default=0)
+    """Print the containers' logs prefixed as Compose v2 does: the container name padded to one more than the
+    longest, then `` | `` (coloured on a tty unless ``colour`` is off). Without ``follow`` the lines are merged
+    in time order; with it they are printed as they come."""
+    width = max((len(c.name) for c in containers), default=0) + 1
     colour = colour and cli.out.isatty()
     prefixes = {}
     for index, c in enumerate(containers):
-        text = f"{_short_name(c.name):<{width}} | "
+        text = f"{c.name:<{width}} | "
         prefixes[c.id] = f"\x1b[{_COLOURS[index % len(_COLOURS)]}m{text}\x1b[0m" if colour else text
     collected: list[tuple[str, str]] = []
 
@@ -247,12 +248,6 @@ async def _stream_logs(cli: Cli, containers: Sequence[Any], *, follow: bool, tai
     await asyncio.gather(*(one(c) for c in containers))
     for _, line in sorted(collected, key=lambda item: item[0]):
         cli.print(line)
-
-
-def _short_name(name: str) -> str:
-    """``proj-web-1`` as Compose prefixes its lines: ``web-1``."""
-    parts = name.split("-")
-    return "-".join(parts[-2:]) if len(parts) >= 3 and parts[-1].isdigit() else name
 
 
 def _configure_logs(p: ArgumentParser) -> None:

@@ -3,7 +3,8 @@ cp, top, stats, rename, wait, port, diff, export, update, container prune.
 
 ``run`` in the foreground does what the docker CLI does: create (pulling the image when it is
 missing), attach, send ``wait``, start, relay the streams (raw terminal and resize with ``-t``), then
-exit with the container's code. Failures before the container started exit 125.
+exit with the container's code. Failures before the container started exit as docker's do: 127 when
+the command is not found, 126 when it cannot be invoked, 125 for any other error.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from backend.api.errors import APIError, NotFoundError, NotImplementedByEngineEr
 from backend.api.types import ContainerSummary, StatsSample
 from backend.cli.context import ArgumentParser, Cli, Command, CommandError, ExitCode, UsageError, describe
 from backend.cli.formatting import (
+    Fields,
     Formatter,
     ago,
     bytes_size,
@@ -33,6 +35,7 @@ from backend.cli.formatting import (
     go_quote,
     go_time,
     human_size,
+    label_method,
     short_id,
     tabwrite,
     timestamp_arg,
@@ -136,6 +139,16 @@ def _signal_proxy(cli: Cli, cid: str, enabled: bool) -> Iterator[None]:
             loop.remove_signal_handler(sig)
 
 
+def start_error_code(message: str) -> int:
+    """docker run's exit code for a create or start error (its ``runStartContainerErr``, by the engine's
+    message): 127 command not found, 126 not invocable (permission denied, a directory), else 125."""
+    if "executable file not found" in message or "no such file or directory" in message:
+        return 127
+    if "permission denied" in message or "is a directory" in message:
+        return 126
+    return 125
+
+
 async def run_attached(cli: Cli, cid: str, *, tty: bool, stdin: bool, stdout: bool, stderr: bool,
                     condition: str, start: bool, sig_proxy: bool, detach_keys: str | None = None) -> int:
     """Attach, wait, (start), relay the streams; the container's exit code. Raises APIError; an error
@@ -152,7 +165,7 @@ async def run_attached(cli: Cli, cid: str, *, tty: bool, stdin: bool, stdout: bo
                     try:
                         await client.start_container(cid)
                     except APIError as exc:
-                        raise CommandError(describe(exc), 125) from exc
+                        raise CommandError(describe(exc), start_error_code(exc.message)) from exc
                 resize = tty and os.isatty(sys.stdout.fileno())
                 size_context = (follow_size(sys.stdout.fileno(), lambda h, w: client.resize_container(cid, h, w))
                                 if resize else contextlib.nullcontext())
@@ -175,7 +188,7 @@ async def run(cli: Cli, args: argparse.Namespace) -> None:
         if args.detach:
             await cli.client.start_container(cid)
     except APIError as exc:
-        raise CommandError(describe(exc), 125) from exc
+        raise CommandError(describe(exc), start_error_code(exc.message)) from exc
     if args.detach:
         cli.print(cid)
         return
@@ -306,7 +319,8 @@ async def wait(cli: Cli, args: argparse.Namespace) -> None:
 
 _PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
                "RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE", "Status": "STATUS", "Size": "SIZE",
-               "Names": "NAMES", "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS"}
+               "Names": "NAMES", "Labels": "LABELS", "LocalVolumes": "LOCAL VOLUMES", "Mounts": "MOUNTS",
+               "Networks": "NETWORKS"}
 
 
 def format_ports(container: ContainerSummary) -> str:
@@ -326,7 +340,7 @@ def ps_row(container: ContainerSummary, *, no_trunc: bool, now: float) -> dict[s
     names = [n.lstrip("/") for n in container.names if "/" not in n.lstrip("/")]
     networks = container.raw.get("NetworkSettings", {}).get("Networks") or {}
     size = f"{human_size(container.size_rw, 3)} (virtual {human_size(container.size_root_fs, 3)})"
-    return {
+    return Fields({
         "ID": container.id if no_trunc else short_id(container.id), "Image": container.image,
         "Command": command if no_trunc else ellipsis(command, 20), "CreatedAt": go_time(container.created),
         "RunningFor": ago(container.created, now), "Ports": format_ports(container), "State": container.state,
@@ -335,7 +349,9 @@ def ps_row(container: ContainerSummary, *, no_trunc: bool, now: float) -> dict[s
         "Mounts": ",".join(str(m.get("Name") or m.get("Source") or "") for m in container.raw.get("Mounts") or []
                            if isinstance(m, dict)),
         "Networks": ",".join(sorted(networks)) if isinstance(networks, dict) else "",
-    }
+        "LocalVolumes": str(sum(1 for m in container.raw.get("Mounts") or []
+                                if isinstance(m, dict) and m.get("Driver") == "local")),
+    }, methods={"Label": label_method(container.labels)})
 
 
 def _configure_ps(p: ArgumentParser) -> None:

@@ -122,7 +122,8 @@ class Cli:
         self.out.write(text)
 
     def warn(self, text: str) -> None:
-        """``text`` and a newline on stderr."""
+        """``text`` and a newline on stderr, after what is already on stdout (docker's unbuffered order)."""
+        self.out.flush()
         self.err.write(text + "\n")
         self.err.flush()
 

@@ -7,6 +7,10 @@ or a function and its arguments (``json``, ``index``, ``join``, ``lower``, ``upp
 ``split``, ``len``, ``truncate``, ``println``). A field missing from the data is an error, as docker's
 ``map has no entry for key``; control actions (``range``, ``if``) are not supported.
 
+The data are JSON documents; :class:`Fields` adds the names docker's templates see but its JSON does not:
+the Go field names of its structs where they differ from the JSON keys (``.APIVersion`` for ``ApiVersion``,
+``.ID`` for ``Id``) and methods that take arguments (``{{.Label "com.example.key"}}``).
+
 ``--format`` values: ``json`` (one compact JSON document per line), ``table`` (the command's default
 columns), ``table <template>`` (a header row, then the rows, aligned as Go's tabwriter with docker's
 settings), or a template (one line per item). ``\\t`` and ``\\n`` in a format are a tab and a newline.
@@ -34,6 +38,34 @@ class TemplateError(ValueError):
 NO_VALUE = "<no value>"
 _ACTION = re.compile(r"\{\{(?:(-)\s)?(.*?)(?:\s(-))?\}\}", re.S)
 _TOKEN = re.compile(r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<raw>`[^`]*`)|(?P<pipe>\|)|(?P<word>[^\s|"`]+))')
+
+
+class Fields(dict[str, Any]):
+    """A JSON object as a template sees it: its items, plus ``aliases`` (a Go field name -> the JSON key it
+    reads) and ``methods`` (a name -> a function of the template's arguments). Neither is an item, so
+    ``json``, ``dict()`` and iteration show the JSON object alone."""
+
+    def __init__(self, items: Mapping[str, Any], *, aliases: Mapping[str, str] | None = None,
+                 methods: Mapping[str, Callable[..., Any]] | None = None) -> None:
+        super().__init__(items)
+        self.aliases = dict(aliases or {})
+        self.methods = dict(methods or {})
+
+    def __contains__(self, key: object) -> bool:
+        alias = self.aliases.get(str(key))
+        return super().__contains__(key) or key in self.methods or (alias is not None and super().__contains__(alias))
+
+    def __getitem__(self, key: str) -> Any:
+        if super().__contains__(key):
+            return super().__getitem__(key)
+        if key in self.methods:
+            return self.methods[key]
+        return super().__getitem__(self.aliases.get(key, key))
+
+
+def label_method(labels: Mapping[str, str]) -> Callable[[str], str]:
+    """docker's ``.Label "key"``: the label's value, empty when the label is not set."""
+    return lambda key: labels.get(key, "")
 
 
 @dataclass(frozen=True)
@@ -190,10 +222,19 @@ class Template:
                     except (TypeError, ValueError) as exc:
                         raise TemplateError(f"template: :1:{position}: executing \"\" at <{command[0].value}>: "
                                             f"wrong arguments") from exc
-                elif len(command) > 1 or i:
-                    raise TemplateError(f"template: :1:{position}: can't give argument to non-function")
                 else:
-                    value = self._eval(command[0], data, position)
+                    field = self._eval(command[0], data, position)
+                    if callable(field):
+                        args = [self._eval(a, data, position) for a in command[1:]] + args
+                        try:
+                            value = field(*args)
+                        except TypeError as exc:
+                            raise TemplateError(f"template: :1:{position}: executing \"\" at "
+                                                f"<.{'.'.join(command[0].value)}>: wrong number of args") from exc
+                    elif len(command) > 1 or i:
+                        raise TemplateError(f"template: :1:{position}: can't give argument to non-function")
+                    else:
+                        value = field
             out.append(value if isinstance(value, str) else go_value(value))
         return "".join(out)
 
@@ -252,7 +293,17 @@ class _Header(dict[str, Any]):
         return True
 
     def __getitem__(self, key: str) -> Any:
-        return self._headers.get(key) or key.upper()
+        return _HeaderCell(self._headers.get(key) or key.upper())
+
+
+class _HeaderCell(str):
+    """A column header. Called as ``.Label "com.example.some-key"`` it is docker's header for that label:
+    the last dotted part, ``-`` and ``_`` as spaces (``some key``)."""
+
+    def __call__(self, *args: Any) -> str:
+        if not args:
+            return str(self)
+        return go_value(args[0]).rsplit(".", 1)[-1].replace("-", " ").replace("_", " ")
 
 
 @dataclass(frozen=True)
@@ -320,6 +371,14 @@ def go_time(unix_time: float) -> str:
     """Go's ``time.Time.String()`` in local time, seconds only: ``2024-05-01 12:00:00 +0200 CEST``."""
     local = time.localtime(unix_time)
     return time.strftime("%Y-%m-%d %H:%M:%S %z ", local) + (local.tm_zone or "")
+
+
+def rfc3339(unix_time: float) -> str:
+    """Go's ``time.RFC3339`` in local time: ``2024-05-01T12:00:00+02:00``, ``Z`` for UTC."""
+    local = time.localtime(unix_time)
+    offset = time.strftime("%z", local)
+    zone = "Z" if offset in ("+0000", "-0000") else f"{offset[:3]}:{offset[3:]}"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", local) + zone
 
 
 def ellipsis(text: str, width: int) -> str:

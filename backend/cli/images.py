@@ -16,7 +16,7 @@ from typing import IO, Any, TextIO
 from backend.api.errors import APIError
 from backend.cli.auth import auth_for_image
 from backend.cli.context import ArgumentParser, Cli, Command, CommandError, ExitCode, UsageError, describe
-from backend.cli.formatting import Formatter, ago, ellipsis, go_time, human_size, short_id
+from backend.cli.formatting import Formatter, ago, ellipsis, go_time, human_size, rfc3339, short_id
 
 
 def parse_filters(values: Iterable[str]) -> dict[str, list[str]]:
@@ -143,7 +143,8 @@ async def push(cli: Cli, args: argparse.Namespace) -> None:
 
 
 _IMAGE_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "CreatedSince": "CREATED",
-                  "CreatedAt": "CREATED AT", "Size": "SIZE", "Digest": "DIGEST", "Containers": "CONTAINERS"}
+                  "CreatedAt": "CREATED AT", "Size": "SIZE", "Digest": "DIGEST", "Containers": "CONTAINERS",
+                  "VirtualSize": "SIZE", "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE"}
 
 
 def _configure_images(p: ArgumentParser) -> None:
@@ -170,8 +171,9 @@ async def images(cli: Cli, args: argparse.Namespace) -> None:
             repo, tag = split_tag(repo_tag)
             rows.append({"Repository": repo, "Tag": tag or "<none>", "Digest": digests.get(repo, "<none>"),
                          "ID": image_id, "CreatedSince": ago(image.created, now), "CreatedAt": go_time(image.created),
-                         "Size": human_size(image.size, 3), "Containers": "N/A" if image.containers < 0
-                         else str(image.containers)})
+                         "Size": human_size(image.size, 3), "VirtualSize": human_size(image.size),
+                         "SharedSize": "N/A", "UniqueSize": "N/A",
+                         "Containers": "N/A" if image.containers < 0 else str(image.containers)})
     if args.quiet:
         for image_id in dict.fromkeys(r["ID"] for r in rows):
             cli.print(image_id)
@@ -231,7 +233,7 @@ async def history(cli: Cli, args: argparse.Namespace) -> None:
         rows.append({
             "ID": "<missing>" if missing else item.id if args.no_trunc else short_id(item.id),
             "CreatedSince": ago(item.created, now) if human else go_time(item.created),
-            "CreatedAt": go_time(item.created),
+            "CreatedAt": rfc3339(item.created),
             "CreatedBy": created_by if args.no_trunc else ellipsis(created_by, 45),
             "Size": human_size(item.size, 3) if human else str(item.size), "Comment": item.comment})
     if args.quiet:

@@ -7,7 +7,7 @@ from typing import Any
 
 from backend.api.errors import APIError, NotFoundError
 from backend.cli.context import ArgumentParser, Cli, Command, ExitCode, UsageError, describe
-from backend.cli.formatting import Formatter, short_id
+from backend.cli.formatting import Fields, Formatter, label_method, short_id
 from backend.cli.images import confirm, parse_filters
 from backend.cli.system import inspect_all
 from backend.cli.volumes import parse_pairs
@@ -46,9 +46,10 @@ def _configure_ls(p: ArgumentParser) -> None:
 
 async def ls(cli: Cli, args: argparse.Namespace) -> None:
     networks = await cli.client.list_networks(filters=parse_filters(args.filter))
-    rows = [{"ID": n.id if args.no_trunc else short_id(n.id), "Name": n.name, "Driver": n.driver, "Scope": n.scope,
-             "IPv6": str(n.enable_ipv6).lower(), "Internal": str(n.internal).lower(), "CreatedAt": n.created,
-             "Labels": ",".join(f"{k}={v}" for k, v in n.labels.items())} for n in networks]
+    rows = [Fields({"ID": n.id if args.no_trunc else short_id(n.id), "Name": n.name, "Driver": n.driver,
+                    "Scope": n.scope, "IPv6": str(n.enable_ipv6).lower(), "Internal": str(n.internal).lower(),
+                    "CreatedAt": n.created, "Labels": ",".join(f"{k}={v}" for k, v in n.labels.items())},
+                   methods={"Label": label_method(n.labels)}) for n in networks]
     if args.quiet:
         for row in rows:
             cli.print(row["ID"])

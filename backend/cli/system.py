@@ -5,15 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from backend.api.errors import APIError, NotFoundError
 from backend.cli.context import ArgumentParser, Cli, Command, CommandError, ExitCode, UsageError, describe
-from backend.cli.formatting import Formatter, bytes_size, human_size, render_items, timestamp_arg
+from backend.cli.formatting import Fields, Formatter, bytes_size, human_size, render_items, rfc3339, timestamp_arg
 from backend.cli.images import confirm, parse_filters
 from backend.version import VERSION, build_stamp, platform_name
+
+_VERSION_ALIASES = {"APIVersion": "ApiVersion"}
+"""The Go field names of docker's version documents that differ from their JSON keys."""
+_INSPECT_ALIASES = {"ID": "Id"}
+"""The same for inspect documents (containers, images, networks)."""
 
 
 def _configure_version(p: ArgumentParser) -> None:
@@ -25,7 +29,8 @@ async def version(cli: Cli, args: argparse.Namespace) -> None:
     kernel, default runtime), as the About dialog shows them. Raises CommandError when the engine does not
     answer (after printing the client's facts)."""
     os_name, _, arch = platform_name().partition("/")
-    client_doc = {"Version": VERSION, "ApiVersion": "", "GitCommit": build_stamp(), "Os": os_name, "Arch": arch,
+    client_doc = {"Platform": {"Name": "Berth"}, "Version": VERSION, "ApiVersion": "", "GitCommit": build_stamp(),
+                  "GoVersion": f"python{platform.python_version()}", "Os": os_name, "Arch": arch, "BuildTime": "",
                   "PythonVersion": platform.python_version()}
     try:
         server = await cli.client.version()
@@ -35,7 +40,9 @@ async def version(cli: Cli, args: argparse.Namespace) -> None:
         error = exc
     client_doc["ApiVersion"] = cli.client.api_version or "1.41"
     if args.format:
-        cli.write(render_items(args.format, [{"Client": client_doc, "Server": server.raw if server else None}]))
+        doc = {"Client": Fields(client_doc, aliases=_VERSION_ALIASES),
+               "Server": Fields(server.raw, aliases=_VERSION_ALIASES) if server else None}
+        cli.write(render_items(args.format, [doc]))
     else:
         cli.print("Client:")
         for key, value in (("Version", VERSION), ("API version", client_doc["ApiVersion"]),
@@ -89,10 +96,8 @@ def _configure_events(p: ArgumentParser) -> None:
 
 def _rfc3339_nano(time_nano: int) -> str:
     seconds, nanos = divmod(time_nano, 1_000_000_000)
-    local = time.localtime(seconds)
-    offset = time.strftime("%z", local)
-    zone = "Z" if offset in ("+0000", "-0000") else f"{offset[:3]}:{offset[3:]}"
-    return time.strftime("%Y-%m-%dT%H:%M:%S", local) + f".{nanos:09d}" + zone
+    stamp = rfc3339(seconds)
+    return f"{stamp[:19]}.{nanos:09d}{stamp[19:]}"
 
 
 async def events(cli: Cli, args: argparse.Namespace) -> None:
@@ -150,7 +155,7 @@ async def inspect_all(cli: Cli, names: Sequence[str], fetch: Callable[[str], Awa
             cli.warn(describe(exc))
             failed = True
     if template:
-        cli.write(render_items(template, docs))
+        cli.write(render_items(template, [Fields(doc, aliases=_INSPECT_ALIASES) for doc in docs]))
     else:
         cli.print(json.dumps(docs, indent=4, ensure_ascii=False))
     if failed:

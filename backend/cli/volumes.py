@@ -8,12 +8,13 @@ from typing import Any
 
 from backend.api.errors import APIError
 from backend.cli.context import ArgumentParser, Cli, Command, ExitCode, UsageError, describe
-from backend.cli.formatting import Formatter, human_size
+from backend.cli.formatting import Fields, Formatter, human_size, label_method
 from backend.cli.images import confirm, parse_filters
 from backend.cli.system import inspect_all
 
 _HEADERS = {"Driver": "DRIVER", "Name": "VOLUME NAME", "Mountpoint": "MOUNTPOINT", "Labels": "LABELS",
-            "Scope": "SCOPE", "CreatedAt": "CREATED AT"}
+            "Scope": "SCOPE", "CreatedAt": "CREATED AT", "Links": "LINKS", "Size": "SIZE",
+            "Availability": "AVAILABILITY", "Group": "GROUP", "Status": "STATUS"}
 
 
 def parse_pairs(values: Iterable[str], flag: str, need_value: bool) -> dict[str, str]:
@@ -53,8 +54,10 @@ async def ls(cli: Cli, args: argparse.Namespace) -> None:
         for volume in volumes:
             cli.print(volume.name)
         return
-    rows = [{"Driver": v.driver, "Name": v.name, "Mountpoint": v.mountpoint, "Scope": "local",
-             "CreatedAt": v.created_at, "Labels": ",".join(f"{k}={val}" for k, val in v.labels.items())}
+    rows = [Fields({"Driver": v.driver, "Name": v.name, "Mountpoint": v.mountpoint, "Scope": "local",
+                    "CreatedAt": v.created_at, "Labels": ",".join(f"{k}={val}" for k, val in v.labels.items()),
+                    "Links": "N/A", "Size": "N/A", "Availability": "N/A", "Group": "N/A", "Status": "N/A"},
+                   methods={"Label": label_method(v.labels)})
             for v in volumes]
     cli.write(Formatter(args.format, "table {{.Driver}}\t{{.Name}}", _HEADERS).render(rows))
 

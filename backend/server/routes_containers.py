@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from backend.api.ports import parse_range, split_proto
 from backend.engine.containers.service import ContainerService
 from backend.engine.containers.store import ContainerRecord
 from backend.engine.errors import InvalidParameter
@@ -63,12 +64,13 @@ async def create(request: web.Request) -> web.Response:
 
 async def list_containers(request: web.Request) -> web.Response:
     filters = parse_filters(request.query.get("filters"))
-    unknown = set(filters) - {"status", "name", "id", "label", "health"}
+    unknown = set(filters) - {"status", "name", "id", "label", "health", "publish", "expose"}
     if unknown:
         raise InvalidParameter(f"invalid filter '{sorted(unknown)[0]}'")
     for value in filters.get("health", []):
         if value not in HEALTH_FILTER_VALUES:
             raise InvalidParameter(f"Unrecognised filter value for health: {value}")
+    ports: dict[str, set[str]] = {k: _port_filter(k, filters[k]) for k in ("publish", "expose") if k in filters}
     rows = []
     for record in _service(request).list_containers(query_bool(request, "all")):
         if "status" in filters and record.state.status.value not in filters["status"]:
@@ -81,9 +83,35 @@ async def list_containers(request: web.Request) -> web.Response:
             continue
         if "health" in filters and record.state.health_status() not in filters["health"]:
             continue
+        if ports and not _has_ports(_service(request).inspect(record.id), ports):
+            continue
         rows.append(summary_json(record, _service(request)))
     limit = query_int(request, "limit", -1)
     return web.json_response(rows[:limit] if limit > 0 else rows)
+
+
+def _port_filter(key: str, values: list[str]) -> set[str]:
+    """dockerd's ``publish``/``expose`` filter values (``80``, ``80/udp``, ``8000-8080/tcp``) as port keys
+    (``80/tcp``). Raises InvalidParameter with dockerd's messages."""
+    wanted: set[str] = set()
+    for value in values:
+        if ":" in value:
+            raise InvalidParameter(f"filter for '{key}' should not contain ':': {value}")
+        port, proto = split_proto(value)
+        try:
+            start, end = parse_range(port)
+        except ValueError:
+            raise InvalidParameter(f"error while looking up for {key} {value}: invalid port {port!r}") from None
+        wanted.update(f"{number}/{proto.lower()}" for number in range(start, end + 1))
+    return wanted
+
+
+def _has_ports(document: dict[str, Any], ports: dict[str, set[str]]) -> bool:
+    """Whether an inspect document has one of the wanted ports of each filter: ``publish`` matches the
+    container ports of ``HostConfig.PortBindings``, ``expose`` those of ``Config.ExposedPorts`` (as dockerd)."""
+    have = {"publish": (document.get("HostConfig") or {}).get("PortBindings") or {},
+            "expose": (document.get("Config") or {}).get("ExposedPorts") or {}}
+    return all(wanted & set(have[key]) for key, wanted in ports.items())
 
 
 async def rows_with_size(service: ContainerService) -> list[dict[str, Any]]:

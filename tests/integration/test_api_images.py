@@ -170,7 +170,7 @@ def test_engine_client_images(server: ApiServer, registry: LocalRegistry, busybo
         async with EngineClient(server.url) as client:
             progress = [m async for m in client.pull(name, tag="1")]
             statuses = [m["status"] for m in progress]
-            assert statuses[0] == f"Pulling from {name}" and statuses[-1].startswith("Status: Downloaded newer")
+            assert statuses[0] == f"Pulling from {repo}" and statuses[-1].startswith("Status: Downloaded newer")
             downloading = [m for m in progress if m["status"] == "Downloading"]
             assert downloading and downloading[-1]["progressDetail"]["total"] > 0
             assert downloading[-1]["progress"].startswith("[")
@@ -280,7 +280,7 @@ def test_stream_and_list_shapes_match_dockerd(server: ApiServer, registry: Local
             assert resp.status_code == 200 and resp.headers["content-type"] == "application/json"
             assert resp.headers["transfer-encoding"] == "chunked" and resp.headers["api-version"] == "1.41"
             lines = [json.loads(line) for line in resp.iter_lines() if line.strip()]
-        assert lines[0] == {"status": f"Pulling from {registry.domain}/{repo}", "progressDetail": {}, "id": "1"}
+        assert lines[0] == {"status": f"Pulling from {repo}", "progressDetail": {}, "id": "1"}
         assert any(line["status"].startswith("Digest: sha256:") for line in lines)
         rows = http.get("/v1.41/images/json").json()
         assert set(rows[0]) == {"Containers", "Created", "Id", "Labels", "ParentId", "RepoDigests", "RepoTags",

@@ -253,7 +253,7 @@ class ImageService:
         apart from complete, verified blobs and layers that a retry will reuse.
         """
         ref = parse_reference(name, for_pull=True).with_default_tag()
-        progress(Progress(f"Pulling from {ref.familiar_name}", ref.tag or ref.digest))
+        progress(Progress(f"Pulling from {ref.path}", ref.tag or ref.digest))
         manifest = await self._resolve_manifest(ref, platform or host_platform())
         assert manifest.config is not None
         config = parse_config(await self._fetch_small(ref, manifest.config))

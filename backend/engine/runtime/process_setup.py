@@ -50,7 +50,9 @@ def find_executable(process: Process) -> str:
     if "/" in name:
         path = name if name.startswith("/") else os.path.join(process.cwd, name)
         if not os.path.exists(path):
-            raise SetupError(f'exec: "{name}": no such file or directory')
+            raise SetupError(f'exec: "{name}": stat {name}: no such file or directory')
+        if not os.path.isfile(path) or not os.access(path, os.X_OK):
+            raise SetupError(f'exec: "{name}": permission denied')
         return path
     search = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     for item in process.env:
