@@ -155,7 +155,7 @@ class Agent:
         log.info("starting %s", " ".join(argv))
         with open(self.files.dir / "qemu.log", "wb") as out:
             self.qemu = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-        self.store.update(self.name, ssh_port=ssh_port, qemu_pid=self.qemu.pid)
+        self.store.update(self.name, ssh_port=ssh_port, qemu_pid=self.qemu.pid, accel=self.accel.value)
         ready.settimeout(30)
         try:
             conn, _ = ready.accept()

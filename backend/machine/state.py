@@ -70,6 +70,8 @@ class MachineRecord:
     provisioned: bool = False
     error: str = ""
     boot_seconds: float = 0.0
+    accel: str = ""
+    """The accelerator of the current (or last) boot."""
     ports: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
