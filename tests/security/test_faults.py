@@ -251,6 +251,20 @@ def test_freeze_left_by_a_crash_is_recorded_as_paused(fault_daemon: Rig) -> None
         daemon.docker("rm", "-f", name, check=False)
 
 
+def test_too_deep_exec_root_gives_a_clear_error(registry: LocalRegistry, fault_daemon: Rig) -> None:
+    """An exec root too deep for the fork server's unix socket: ``run`` fails saying so, berthd stays up."""
+    workdir = Path(tempfile.mkdtemp(prefix="berthd-"))
+    daemon = Berthd(workdir, extra_args=["--exec-root", str(workdir / ("x" * 100))])
+    try:
+        daemon.start()
+        source = f"{registry.domain}/fault/busybox:latest"
+        daemon.docker("pull", "-q", source)
+        clear_error(daemon.docker("run", "--rm", source, "true", check=False), "use a shorter --exec-root")
+        assert daemon.docker("version", "-f", "{{.Server.Version}}").stdout.strip()
+    finally:
+        daemon.cleanup()
+
+
 # --- disk full ----------------------------------------------------------------------------------------------
 
 DISK_MIB = 64

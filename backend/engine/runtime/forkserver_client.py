@@ -34,13 +34,17 @@ class ForkServer:
     def start(cls, root: str | None = None) -> ForkServer:
         """Start a server whose socket lives in ``root`` (a fresh temp dir when None).
 
-        Raises Unavailable if it does not come up.
+        Raises Unavailable if it does not come up, or at once if the socket's path does not fit a unix
+        socket address (108 bytes).
         """
         tmpdir = None
         if root is None:
             root = tmpdir = tempfile.mkdtemp(prefix="berth-forkserver-")
-        os.makedirs(root, mode=0o700, exist_ok=True)
         path = os.path.join(root, "forkserver.sock")
+        if len(os.fsencode(path)) >= 108:
+            raise Unavailable(f"the fork server's socket path is too long for a unix socket ({path}): "
+                              "use a shorter --exec-root")
+        os.makedirs(root, mode=0o700, exist_ok=True)
         read_fd, write_fd = os.pipe()
         proc = subprocess.Popen(
             [*helper_argv("forkserver"), "--socket", path,
