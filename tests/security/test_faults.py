@@ -201,6 +201,7 @@ def _crash_round(rig: Rig, fault: Fault, tag: str, delay: float, tmp: Path) -> l
     return problems
 
 
+@pytest.mark.timeout(1800)  # --long runs take minutes; CI's take about two
 def test_sigkill_of_berthd_mid_operation(fault_daemon: Rig, tmp_path: Path, pytestconfig: pytest.Config) -> None:
     rounds = LONG_ROUNDS if pytestconfig.getoption("--long", default=False) else ROUNDS
     seed = int(os.environ.get("BERTH_FAULT_SEED", random.randrange(1 << 32)))

@@ -124,6 +124,7 @@ def _in_parallel(work: Callable[[docker.DockerClient, int], object], n: int, dae
             client.close()
 
 
+@pytest.mark.timeout(1800)  # --long runs take minutes; CI's take about two
 def test_many_clients_streams_and_slow_connections_leave_nothing_behind(
         berthd_with_busybox: Berthd, api: httpx.Client, pytestconfig: pytest.Config) -> None:
     daemon = berthd_with_busybox
