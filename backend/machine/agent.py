@@ -26,6 +26,7 @@ import time
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from backend.api.client import EngineClient
 from backend.api.errors import APIError
@@ -116,6 +117,15 @@ def machine_argv(store: MachineStore, record: MachineRecord, accel: Accel, ssh_p
                                   restrict_network=config.restrict_network))
     except ValueError as exc:
         raise MachineError(str(exc)) from exc
+
+
+def fixed_bindings(host_config: dict[str, Any]) -> dict[str, object] | None:
+    """A created container's port bindings when every host port is fixed (None when some are chosen at start:
+    ``-P``, port 0, a range)."""
+    bindings: dict[str, object] = host_config.get("PortBindings") or {}
+    fixed = all(isinstance(b, dict) and str(b.get("HostPort", "")).isdigit() and b["HostPort"] != "0"
+                for entries in bindings.values() if isinstance(entries, list) for b in entries)
+    return bindings if fixed and not host_config.get("PublishAllPorts") else None
 
 
 @dataclass
@@ -279,22 +289,35 @@ class Agent:
         self.store.update(self.name, ports=ports)
 
     async def _watch_containers(self) -> None:
-        """Publish the ports of running containers, then follow start/die events until QEMU exits."""
+        """Publish the ports of running containers, then follow events until QEMU exits. A container's fixed
+        port bindings are read at ``create``, so its ``start`` publishes them without another round trip
+        into the guest (random host ports are read from the started container)."""
+        planned: dict[str, dict[str, object]] = {}
         async with EngineClient(f"unix://{self.files.api_socket}", timeout=30) as client:
             since = time.time()
             for summary in await client.list_containers():
                 details = await client.inspect_container(summary.id)
                 self._publish(details.id, details.network_settings.get("Ports") or {})
-            async for event in client.events(since=since, filters={"type": ["container"],
-                                                                   "event": ["start", "die"]}):
-                if event.action == "start" and event.actor.id not in self.published:
-                    try:
-                        details = await client.inspect_container(event.actor.id)
-                    except APIError:
-                        continue
-                    self._publish(details.id, details.network_settings.get("Ports") or {})
+            async for event in client.events(since=since, filters={"type": ["container"], "event": [
+                    "create", "start", "die", "destroy"]}):
+                container = event.actor.id
+                if event.action == "create":
+                    with suppress(APIError):
+                        fixed = fixed_bindings((await client.inspect_container(container)).host_config)
+                        if fixed is not None:
+                            planned[container] = fixed
+                elif event.action == "start" and container not in self.published:
+                    ports = planned.get(container)
+                    if ports is None:
+                        try:
+                            ports = (await client.inspect_container(container)).network_settings.get("Ports") or {}
+                        except APIError:
+                            continue
+                    self._publish(container, ports)
                 elif event.action == "die":
-                    self._unpublish(event.actor.id)
+                    self._unpublish(container)
+                elif event.action == "destroy":
+                    planned.pop(container, None)
 
     # -- lifecycle ----------------------------------------------------------------------------------
 

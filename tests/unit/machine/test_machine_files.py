@@ -13,6 +13,7 @@ import pycdlib
 import pytest
 import yaml
 
+from backend.machine.agent import fixed_bindings
 from backend.machine.errors import ImageVerificationError, MachineError, MachineNotFound
 from backend.machine.image import create_overlay, fetch_image
 from backend.machine.seed import generate_keys, meta_data, user_data, write_seed_iso
@@ -106,3 +107,13 @@ def test_store_transitions(tmp_path: Path) -> None:
     with pytest.raises(MachineError, match="cannot become stopping"):
         store.transition("dev", MachineState.STOPPING)
     assert store.load("dev").config.cpus == 1
+
+
+def test_fixed_bindings_only_when_every_host_port_is_known() -> None:
+    fixed = {"80/tcp": [{"HostIp": "", "HostPort": "18081"}], "53/udp": [{"HostIp": "", "HostPort": "5353"}]}
+    assert fixed_bindings({"PortBindings": fixed}) == fixed
+    assert fixed_bindings({"PortBindings": None}) == {}
+    assert fixed_bindings({"PortBindings": {"80/tcp": [{"HostPort": "0"}]}}) is None
+    assert fixed_bindings({"PortBindings": {"80/tcp": [{"HostPort": ""}]}}) is None
+    assert fixed_bindings({"PortBindings": {"80/tcp": [{"HostPort": "8000-8010"}]}}) is None
+    assert fixed_bindings({"PortBindings": {}, "PublishAllPorts": True}) is None
