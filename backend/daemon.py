@@ -344,6 +344,7 @@ async def serve(config: DaemonConfig) -> None:
         log.info(json.dumps({"msg": "API listening", "socket": path}))
     await stop.wait()
     log.info(json.dumps({"msg": "shutting down"}))
+    events.close()  # open /events streams end now; other open streams get make_runner's grace
     await runner.shutdown()
     await runner.cleanup()
     await containers.close()

@@ -228,6 +228,13 @@ class EventBus:
             self._subscribers.append(sub)
         return Subscription(self, sub, replay, until_ns)
 
+    def close(self) -> None:
+        """End every open subscription (their iterators stop after what they hold): the daemon is stopping."""
+        with self._lock:
+            targets = list(self._subscribers)
+        for sub in targets:
+            self._deliver(sub, None)
+
     def _unsubscribe(self, sub: _Subscriber) -> None:
         with self._lock:
             if sub in self._subscribers:

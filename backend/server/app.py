@@ -39,9 +39,14 @@ def create_app(context: ServerContext, *, extra_routes: Sequence[RouteSetup] = (
     return app
 
 
+# On shutdown, requests still running after this many seconds are cancelled: open streams (events, logs -f,
+# attach) never end by themselves and must not keep the daemon from stopping.
+SHUTDOWN_GRACE = 2.0
+
+
 def make_runner(app: web.Application) -> web.AppRunner:
     """An AppRunner with the server settings the API needs (see the module docstring)."""
-    return web.AppRunner(app, handler_cancellation=True, access_log=None,
+    return web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_GRACE,
                          max_line_size=_HEADER_LIMIT, max_field_size=_HEADER_LIMIT)
 
 

@@ -109,6 +109,35 @@ def test_sigterm_stops_and_removes_the_socket(berthd: tuple[subprocess.Popen[str
     assert not sock.exists()
 
 
+def test_sigterm_ends_open_event_streams(berthd: tuple[subprocess.Popen[str], Path], tmp_path: Path) -> None:
+    """Open /events streams (the desktop app, `docker events`, the VM's port forwarder) end with the daemon
+    instead of keeping it from stopping."""
+    proc, sock = berthd
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    (tmp_path / "cfg").mkdir()
+    env.update(DOCKER_HOST=f"unix://{sock}", DOCKER_CONFIG=str(tmp_path / "cfg"))
+    watchers = [subprocess.Popen(["docker", "events"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                for _ in range(3)]
+    try:
+        deadline = time.monotonic() + 20
+        while "EventsListeners: 3" not in _info(env) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        assert time.monotonic() - started < 10
+        for watcher in watchers:
+            watcher.wait(10)  # the streams ended: the clients exit
+    finally:
+        for watcher in watchers:
+            watcher.kill()
+
+
+def _info(env: dict[str, str]) -> str:
+    return subprocess.run(["docker", "info", "--format", "EventsListeners: {{.NEventsListener}}"], env=env,
+                          capture_output=True, text=True, timeout=30).stdout
+
+
 def test_stale_socket_is_replaced(tmp_path: Path) -> None:
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "berth.sock").write_text("stale")
