@@ -106,8 +106,8 @@ def test_capabilities_are_dockers_default_set(berthd_with_busybox: Berthd) -> No
         "CapInh": "0" * 16, "CapPrm": DOCKER_DEFAULT_CAPS, "CapEff": DOCKER_DEFAULT_CAPS,
         "CapBnd": DOCKER_DEFAULT_CAPS, "CapAmb": "0" * 16}
     assert status["Seccomp"] == "2" and status["Seccomp_filters"] == "1"
-    exec_status = _status(run_sh(berthd_with_busybox, "cat /proc/1/status"))  # PID 1 (the shell) as well
-    assert exec_status["CapBnd"] == DOCKER_DEFAULT_CAPS
+    pid1 = _status(run_sh(berthd_with_busybox, "cat /proc/1/status"))  # PID 1 (the shell) as well
+    assert pid1["CapEff"] == pid1["CapBnd"] == DOCKER_DEFAULT_CAPS
 
 
 def test_seccomp_denies_namespace_mount_key_and_io_uring_calls(berthd_with_busybox: Berthd) -> None:
