@@ -162,7 +162,7 @@ def test_compose_cli_lifecycle(berthd_with_busybox: Berthd, project_dir: tuple[P
         assert len(_compose(d, workdir, name, "ps", "-q").stdout.split()) == 3
         rows = [json.loads(line) for line in _compose(d, workdir, name, "ps", "--format", "json").stdout.splitlines()]
         assert {r["Service"] for r in rows} == {"web", "db", "cache"}
-        assert re.search(r"^db-1 +\| db-up$", _compose(d, workdir, name, "logs", "db").stdout, re.M)
+        assert re.search(r"-db-1 +\| db-up$", _compose(d, workdir, name, "logs", "db").stdout, re.M)
         assert _compose(d, workdir, name, "exec", "-T", "db", "sh", "-c", "echo hi > /data/value").returncode == 0
         assert _compose(d, workdir, name, "exec", "-T", "cache", "sh", "-c", "exit 3", check=False).returncode == 3
         run = _compose(d, workdir, name, "run", "--rm", "-T", "--no-deps", "cache", "echo", "one-off")

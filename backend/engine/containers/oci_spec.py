@@ -227,6 +227,8 @@ def build_oci_spec(req: CreateRequest, image_config: Mapping[str, Any], rootfs: 
     if network is not None:
         linux["namespaces"] = [ns | {"path": network.namespace} if ns["type"] == "network" else ns
                                for ns in linux["namespaces"] if ns["type"] != "network" or network.namespace]
+        if not network.namespace and not req.sysctls:  # the host's network: its net.* sysctls are not ours
+            linux["sysctl"] = {k: v for k, v in linux.get("sysctl", {}).items() if not k.startswith("net.")}
     resources: dict[str, Any] = linux.setdefault("resources", {})
     cpu: dict[str, Any] = {}
     if req.nano_cpus:
