@@ -239,9 +239,10 @@ def _inner_text(path: _Path) -> str:
 
 
 def _unavailable(what: str, exc: OSError) -> Unavailable | NotFound:
-    """The error for a filesystem failure: NotFound when the path vanished meanwhile (a container that
-    renames or swaps it while it is copied), else Unavailable."""
-    if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+    """The error for a filesystem failure: NotFound when the path vanished or changed type meanwhile (a
+    container that renames or swaps it while it is copied: EINVAL is readlink's answer for an entry that is no
+    longer a symlink), else Unavailable."""
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EINVAL):
         return NotFound(f"{what}: {exc.strerror}")
     return Unavailable(f"{what}: {exc.strerror or exc}")
 
