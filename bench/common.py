@@ -4,11 +4,9 @@ memory and CPU readings, and a small Engine API client over a unix socket."""
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from tests.fixtures.dockerd import UnixHTTPConnection  # noqa: E402
 from tests.fixtures.images import build_image  # noqa: E402
 from tests.fixtures.rootfs import default_cache_dir  # noqa: E402
 
@@ -127,18 +126,6 @@ def processes(comm: str, marker: str) -> list[int]:
 # --- Engine API over a unix socket ----------------------------------------------------------------------
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
-
-
 class ApiError(RuntimeError):
     """The engine answered with an error status (the message holds method, path, status and body)."""
 
@@ -147,7 +134,7 @@ class Api:
     """One keep-alive HTTP connection to an Engine API socket (``/v1.41`` paths)."""
 
     def __init__(self, socket_path: str, timeout: float = 120.0) -> None:
-        self._conn = _UnixConnection(socket_path, timeout)
+        self._conn = UnixHTTPConnection(socket_path, timeout)
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """``method /v1.41{path}``; the decoded JSON answer (None if empty). Raises ApiError on a status >= 400."""
