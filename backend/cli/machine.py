@@ -18,7 +18,15 @@ from backend.cli.context import ArgumentParser, Cli, Command, CommandError, Exit
 from backend.cli.run_options import parse_bytes
 from backend.machine.errors import MachineError
 from backend.machine.manager import MachineManager
-from backend.machine.state import DEFAULT_NAME, MachineConfig, MachineFiles, MachineRecord, MachineStore, machine_home
+from backend.machine.state import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_NAME,
+    MachineConfig,
+    MachineFiles,
+    MachineRecord,
+    MachineStore,
+    machine_home,
+)
 
 
 def _manager() -> MachineManager:
@@ -43,6 +51,11 @@ def _resources(parser: ArgumentParser) -> None:
     parser.add_argument("--cpus", type=int, help="virtual CPUs")
     parser.add_argument("--memory", help="memory in MiB, or with a unit (2g)")
     parser.add_argument("--disk-size", help="disk size in GiB, or with a unit (20g)")
+    parser.add_argument("--idle-timeout", type=int, metavar="SECONDS",
+                        help=f"pause the machine after this long without running containers or API requests "
+                             f"(0: never; default {DEFAULT_IDLE_TIMEOUT})")
+    parser.add_argument("--api-port", type=int, metavar="PORT",
+                        help="also serve the engine on tcp://127.0.0.1:PORT (0: only the unix socket)")
 
 
 def _wrap(action: Callable[[Cli, argparse.Namespace], None]) -> Runner:
@@ -73,7 +86,9 @@ def _init(cli: Cli, args: argparse.Namespace) -> None:
                            memory_mib=_mib(args.memory) if args.memory else 2048,
                            disk_gib=_gib(args.disk_size) if args.disk_size else 20, image_url=args.image,
                            image_sha256=args.image_sha256, share=share, accel=args.accel,
-                           restrict_network=args.restrict_network)
+                           restrict_network=args.restrict_network,
+                           idle_timeout=DEFAULT_IDLE_TIMEOUT if args.idle_timeout is None else args.idle_timeout,
+                           api_port=args.api_port or 0)
     shown = [-1]
 
     def progress(done: int, total: int | None) -> None:
@@ -126,9 +141,13 @@ def _configure_rm(parser: ArgumentParser) -> None:
 
 
 def _ls(cli: Cli, args: argparse.Namespace) -> None:
+    manager = _manager()
+    if args.format == "json":
+        cli.print(json.dumps([_as_json(r, manager.files(r.name)) for r in manager.ls()], indent=4))
+        return
     rows = [("NAME", "STATE", "CPUS", "MEMORY", "DISK", "PORTS")]
-    for r in _manager().ls():
-        rows.append((r.name, r.state.value, str(r.config.cpus), f"{r.config.memory_mib}MiB", f"{r.config.disk_gib}GiB",
+    for r in manager.ls():
+        rows.append((r.name, r.status, str(r.config.cpus), f"{r.config.memory_mib}MiB", f"{r.config.disk_gib}GiB",
                      ", ".join(r.ports)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -138,9 +157,15 @@ def _ls(cli: Cli, args: argparse.Namespace) -> None:
 def _as_json(record: MachineRecord, files: MachineFiles) -> dict[str, object]:
     doc = record.to_json()
     doc["config"] = asdict(record.config)
+    doc["status"] = record.status
     doc["socket"] = f"unix://{files.api_socket}"
+    doc["tcp"] = f"tcp://127.0.0.1:{record.config.api_port}" if record.config.api_port else ""
     doc["dir"] = str(files.dir)
     return doc
+
+
+def _configure_ls(parser: ArgumentParser) -> None:
+    parser.add_argument("--format", choices=["table", "json"], default="table", help="output format")
 
 
 def _inspect(cli: Cli, args: argparse.Namespace) -> None:
@@ -168,7 +193,8 @@ def _configure_ssh(parser: ArgumentParser) -> None:
 
 def _set(cli: Cli, args: argparse.Namespace) -> None:
     _manager().set(args.name, cpus=args.cpus, memory_mib=_mib(args.memory) if args.memory else None,
-                   disk_gib=_gib(args.disk_size) if args.disk_size else None)
+                   disk_gib=_gib(args.disk_size) if args.disk_size else None, idle_timeout=args.idle_timeout,
+                   api_port=args.api_port)
     cli.print(f"Machine {args.name} updated")
 
 
@@ -187,7 +213,7 @@ COMMANDS = {
     "machine_stop": Command("Power a machine down", _configure_stop, _wrap(_stop)),
     "machine_restart": Command("Restart a machine", _name, _wrap(_restart)),
     "machine_rm": Command("Remove a machine", _configure_rm, _wrap(_rm)),
-    "machine_ls": Command("List machines", lambda parser: None, _wrap(_ls)),
+    "machine_ls": Command("List machines", _configure_ls, _wrap(_ls)),
     "machine_inspect": Command("Display a machine's details", _name, _wrap(_inspect)),
     "machine_ssh": Command("Open a shell (or run a command) in a machine", _configure_ssh, _wrap(_ssh)),
     "machine_set": Command("Change a stopped machine's resources", _configure_set, _wrap(_set)),

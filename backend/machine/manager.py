@@ -63,6 +63,8 @@ class MachineManager:
             raise MachineError("--image and --image-sha256 are required")
         if config.cpus < 1 or config.memory_mib < 256 or config.disk_gib < 1:
             raise MachineError("--cpus must be at least 1, --memory at least 256 MiB, --disk-size at least 1 GiB")
+        if config.idle_timeout < 0 or not 0 <= config.api_port <= 65535:
+            raise MachineError("--idle-timeout must be 0 or more seconds, --api-port a TCP port")
         if config.share is not None and not Path(config.share).is_absolute():
             raise MachineError(f"--share {config.share}: must be an absolute path")
         image = fetch_image(config.image_url, config.image_sha256, self.cache / "images", progress)
@@ -170,13 +172,22 @@ class MachineManager:
     def inspect(self, name: str) -> MachineRecord:
         return self.store.load(name)
 
-    def set(self, name: str, cpus: int | None = None, memory_mib: int | None = None,
-            disk_gib: int | None = None) -> MachineRecord:
-        """Change resources of a stopped machine (the disk only grows). Raises MachineError otherwise."""
+    def set(self, name: str, cpus: int | None = None, memory_mib: int | None = None, disk_gib: int | None = None,
+            idle_timeout: int | None = None, api_port: int | None = None) -> MachineRecord:
+        """Change a machine's settings: resources and the API port of a stopped machine (the disk only grows),
+        the resource saver's idle time at any time (a running machine's agent reads it again within a second).
+        Raises MachineError for a running machine's resources or a value out of range."""
         record = self.store.load(name)
-        if record.state is not MachineState.STOPPED:
-            raise MachineError(f"machine {name} is {record.state.value}: stop it before changing its resources")
         config = record.config
+        if idle_timeout is not None:
+            if idle_timeout < 0:
+                raise MachineError("--idle-timeout must be 0 (never) or a number of seconds")
+            config = replace(config, idle_timeout=idle_timeout)
+        if api_port is not None and not 0 <= api_port <= 65535:
+            raise MachineError(f"--api-port {api_port}: not a TCP port")
+        resources = (cpus, memory_mib, disk_gib, api_port)
+        if any(value is not None for value in resources) and record.state is not MachineState.STOPPED:
+            raise MachineError(f"machine {name} is {record.state.value}: stop it before changing its resources")
         if disk_gib is not None:
             if disk_gib < config.disk_gib:
                 raise MachineError(f"--disk-size cannot shrink the disk ({config.disk_gib} GiB)")
@@ -190,6 +201,8 @@ class MachineManager:
             config = replace(config, cpus=cpus)
         if memory_mib is not None:
             config = replace(config, memory_mib=memory_mib)
+        if api_port is not None:
+            config = replace(config, api_port=api_port)
         return self.store.update(name, config=config)
 
     def logs(self, name: str) -> str:

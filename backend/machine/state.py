@@ -19,6 +19,8 @@ from backend.machine.errors import MachineError, MachineNotFound
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 DEFAULT_NAME = "default"
+DEFAULT_IDLE_TIMEOUT = 300
+"""Seconds (Docker Desktop's resource saver also waits five minutes)."""
 
 
 class MachineState(enum.Enum):
@@ -45,7 +47,10 @@ TRANSITIONS: dict[MachineState, frozenset[MachineState]] = {
 class MachineConfig:
     """What ``init`` and ``set`` decide. ``share`` is the host directory mounted at the same path in the guest
     (None: no share); ``accel`` None chooses per host; ``restrict_network`` cuts the guest off from everything
-    but its forwarded ports (QEMU's user-mode ``restrict=on``)."""
+    but its forwarded ports (QEMU's user-mode ``restrict=on``); ``idle_timeout`` is the resource saver's
+    seconds without running containers and API requests before the VM is paused (0: never); ``api_port``, when
+    not 0, also serves the guest API on ``127.0.0.1:<api_port>`` (Windows' clients; unauthenticated, like
+    Docker Desktop's "expose daemon on tcp://localhost:2375")."""
 
     cpus: int = 2
     memory_mib: int = 2048
@@ -55,6 +60,8 @@ class MachineConfig:
     share: str | None = None
     accel: str | None = None
     restrict_network: bool = False
+    idle_timeout: int = DEFAULT_IDLE_TIMEOUT
+    api_port: int = 0
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,16 @@ class MachineRecord:
     accel: str = ""
     """The accelerator of the current (or last) boot."""
     ports: list[str] = field(default_factory=list)
+    resting: bool = False
+    """The resource saver paused the running VM; the next API request or ``ssh`` resumes it."""
+    guest_version: str = ""
+    """The build of berthd installed in the guest (the wheels' directory name); another build reinstalls."""
+
+    @property
+    def status(self) -> str:
+        """The state as shown to users: ``running (resting)`` while the resource saver holds the VM."""
+        return f"{self.state.value} (resting)" if self.resting and self.state is MachineState.RUNNING else \
+            self.state.value
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
