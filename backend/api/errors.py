@@ -14,7 +14,7 @@
 
 Any other status is a plain :class:`APIError`. :class:`StreamError` is an error the engine reported in
 the middle of a stream (the HTTP status was already 200); :class:`EngineUnreachable` means no engine
-answered at all.
+answered at all. :class:`MachineError` is a failed ``berth machine`` command (backend/api/machines.py).
 """
 
 from __future__ import annotations
@@ -75,6 +75,11 @@ class StreamError(APIError):
 
 class EngineUnreachable(APIError):
     """Nothing answered at the engine's address (socket missing, connection refused, timeout)."""
+
+
+class MachineError(APIError):
+    """A ``berth machine`` command failed, or printed what is not a machine: ``message`` is the CLI's one line
+    (without its ``berth:`` prefix)."""
 
 
 _BY_STATUS: dict[int, type[APIError]] = {
