@@ -43,7 +43,7 @@ class Desktop:
         self.quit_requested = asyncio.Event()
         self.tray = Tray(self.session, self.live, self.runner, open_dashboard=self.show_dashboard,
                          open_logs=self.open_logs, quit=self.quit_requested.set,
-                         notify=notify and settings.notifications)
+                         notify=notify and settings.notifications, machines=self.window.engine_page.machines)
         settings.changed.connect(self._setting_changed)
         for long_work in (self.window.images_page.pull_dialog.long_finished, self.window.builds_page.long_finished):
             long_work.connect(self.tray.notify)
@@ -51,6 +51,7 @@ class Desktop:
     def start(self, *, show_window: bool = True) -> None:
         """Start watching the engine; show the tray and (unless ``show_window`` is false) the window."""
         self.session.start()
+        self.window.engine_page.machines.start()
         self.tray.show()
         if show_window:
             self.show_dashboard()

@@ -8,6 +8,7 @@ a value that is missing or no longer valid (edited file, smaller host) reads as 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from enum import Enum
@@ -25,6 +26,8 @@ DETAIL_TAB = "window/detail_tab"
 NOTIFICATIONS = "notifications/enabled"
 ENGINE_MODE = "engine/mode"
 ENGINE_HOST = "engine/host"
+NATIVE_HOST = "engine/native_host"  # the address VM mode replaced, restored when going back to native
+VM_MACHINE = "vm/machine"
 VM_CPUS = "vm/cpus"
 VM_MEMORY = "vm/memory_mib"
 VM_DISK = "vm/disk_gib"
@@ -34,6 +37,7 @@ THEME = "app/theme"
 EXPORTED = (ENGINE_MODE, ENGINE_HOST, VM_CPUS, VM_MEMORY, VM_DISK, START_AT_LOGIN, OPEN_DASHBOARD, THEME,
             NOTIFICATIONS)
 E = TypeVar("E", bound=Enum)
+MACHINE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
 
 class EngineMode(Enum):
@@ -192,6 +196,28 @@ class Settings(QObject):
         if value:
             parse_host(value)
         self._set(ENGINE_HOST, value)
+
+    @property
+    def native_host(self) -> str:
+        """The engine address in use before VM mode pointed the app at the machine ("" for the default)."""
+        return str(self.store.value(NATIVE_HOST, "")).strip()
+
+    @native_host.setter
+    def native_host(self, value: str) -> None:
+        self._set(NATIVE_HOST, value)
+
+    @property
+    def machine_name(self) -> str:
+        """The Berth machine VM mode uses (default ``default``)."""
+        value = str(self.store.value(VM_MACHINE, "default"))
+        return value if MACHINE_NAME.match(value) else "default"
+
+    @machine_name.setter
+    def machine_name(self, value: str) -> None:
+        """Raises ValueError for a name ``berth machine`` would refuse."""
+        if not MACHINE_NAME.match(value):
+            raise ValueError(f"invalid machine name {value!r}: use lower-case letters, digits, '_', '.', '-'")
+        self._set(VM_MACHINE, value)
 
     @property
     def vm_cpus(self) -> int:

@@ -1,7 +1,8 @@
 """The tray icon: engine state in the icon, a menu rebuilt each time it opens, notifications.
 
 The menu lists the running containers (each: Open in browser, Logs, Restart, Stop) and the Compose projects
-(Restart, Stop), the contexts (the current one checked; choosing one switches to it), then Open Dashboard,
+(Restart, Stop), the contexts (the current one checked; choosing one switches to it), the Berth machine
+(app/tray_machine.py) when one exists, then Open Dashboard,
 Start/Stop/Restart Engine, Quit. It reads the live containers model,
 so opening it costs no request. Notifications: a container died unexpectedly (non-zero exit without a
 kill before it), was OOM-killed, or turned unhealthy.
@@ -22,7 +23,9 @@ from app.actions import ActionRunner
 from app.engine_control import EngineCommand, control_engine
 from app.engine_session import EngineSession, EngineState
 from app.live import LiveData
+from app.machines import MachineMonitor
 from app.models.containers import ContainerRow
+from app.tray_machine import add_machine_menu
 from app.widgets.context_switcher import available_contexts, switch_context
 from backend.api.types import Event
 
@@ -49,9 +52,10 @@ class Tray(QObject):
 
     def __init__(self, session: EngineSession, live: LiveData, runner: ActionRunner, *,
                  open_dashboard: Callable[[], None], open_logs: Callable[[ContainerRow], object],
-                 quit: Callable[[], None], notify: bool = True, parent: QObject | None = None) -> None:
+                 quit: Callable[[], None], notify: bool = True, machines: MachineMonitor | None = None,
+                 parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.session, self.live, self.runner = session, live, runner
+        self.session, self.live, self.runner, self.machines = session, live, runner, machines
         self._open_dashboard, self._open_logs, self._quit = open_dashboard, open_logs, quit
         self.show_notifications = notify
         self.notifications: list[tuple[str, str]] = []  # (title, text), newest last
@@ -106,6 +110,8 @@ class Tray(QObject):
             action.setCheckable(True)
             action.setChecked(context.name == current)
             action.setToolTip(context.host)
+        if self.machines is not None:
+            add_machine_menu(menu, self.machines)
         menu.addSeparator()
         menu.addAction("Open Dashboard", self._open_dashboard)
         for command in EngineCommand:

@@ -1,5 +1,6 @@
 """The Engine page: state with Start/Stop/Restart, facts from ``/version`` and ``/info``, disk usage from
-``/system/df`` with Prune per kind and Prune all (each confirmed), and the VM mode section.
+``/system/df`` with Prune per kind and Prune all (each confirmed), and the VM mode section
+(:mod:`app.views.machine_panel`, whose machines ``machines`` follows).
 
 Facts and disk usage load on each (re)connection, when the page is shown, on Refresh and after a prune;
 never per event, so a burst of events costs nothing here.
@@ -29,10 +30,11 @@ from app.actions import ActionRunner
 from app.engine_control import EngineCommand, control_engine
 from app.engine_session import EngineSession, EngineState
 from app.formatting import size
+from app.machines import MachineMonitor
+from app.settings import Settings
+from app.views.machine_panel import MachinePanel
 from app.views.table_page import ask
-
-VM_NOT_CONFIGURED = ("Not configured: the engine runs on this computer. VM mode needs the Berth machine "
-                     "(berth machine init).")
+from backend.api.machines import MachineControl
 
 
 class UsageKind(Enum):
@@ -104,7 +106,8 @@ class EnginePage(QWidget):
     reclaimable labels, ``prune_buttons[kind]`` and ``prune_all`` the prune buttons, ``result`` the last prune's
     outcome; ``confirm`` asks before a prune (replaceable)."""
 
-    def __init__(self, session: EngineSession, runner: ActionRunner, parent: QWidget | None = None) -> None:
+    def __init__(self, session: EngineSession, runner: ActionRunner, settings: Settings,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.session, self.runner = session, runner
         self.confirm: Callable[[str], bool] = lambda question: ask(self, question)
@@ -158,10 +161,8 @@ class EnginePage(QWidget):
         actions.addWidget(self.result, 1)
         grid.addLayout(actions, len(UsageKind) + 1, 0, 1, 6)
 
-        vm_box = QGroupBox("VM mode")
-        self.vm_status = QLabel(VM_NOT_CONFIGURED)
-        self.vm_status.setWordWrap(True)
-        QVBoxLayout(vm_box).addWidget(self.vm_status)
+        self.machines = MachineMonitor(MachineControl(), runner, settings)
+        self.machine_panel = MachinePanel(self.machines)
 
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("<b>Engine</b>"))
@@ -169,7 +170,7 @@ class EnginePage(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(facts_box)
         layout.addWidget(usage_box)
-        layout.addWidget(vm_box)
+        layout.addWidget(self.machine_panel)
         layout.addStretch(1)
         session.state_changed.connect(self._state_changed)
         session.connected.connect(self.reload)

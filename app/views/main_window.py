@@ -63,7 +63,7 @@ class MainWindow(QMainWindow):
         client = session.client
         self.containers_page = ContainersPage(live.containers, client, runner)
         self.images_page = ImagesPage(live, client, runner)
-        self.engine_page = EnginePage(session, runner)
+        self.engine_page = EnginePage(session, runner, settings)
         self.builds_page = BuildsPage(client, runner, default_history(settings.store))
         self.pages: dict[str, QWidget] = {
             "Containers": self.containers_page,

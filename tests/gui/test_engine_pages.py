@@ -191,7 +191,7 @@ def live_session(qtbot, qloop, berthd_with_busybox):
 @pytest.mark.root
 @pytest.mark.network
 def test_engine_page_shows_version_and_disk_usage_and_prunes_volumes(qtbot, live_session,
-                                                                     berthd_with_busybox) -> None:
+                                                                     berthd_with_busybox, tmp_path) -> None:
     volume = f"gui-prune-{secrets.token_hex(4)}"
     berthd_with_busybox.docker("volume", "create", volume)
     berthd_with_busybox.docker("run", "--rm", "-v", f"{volume}:/data", "busybox", "sh", "-c",
@@ -199,7 +199,7 @@ def test_engine_page_shows_version_and_disk_usage_and_prunes_volumes(qtbot, live
     runner = ActionRunner()
     errors: list[str] = []
     runner.failed.connect(errors.append)
-    page = EnginePage(live_session, runner)
+    page = EnginePage(live_session, runner, make_settings(tmp_path))
     qtbot.addWidget(page)
     try:
         page.reload()
