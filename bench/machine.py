@@ -10,7 +10,9 @@ Builds (or reuses) the test image of tests/fixtures/machine_image.py, creates a 
 - ``GET /_ping`` round trips: through the host socket (SSH channel per connection) and inside the guest on
   ``/run/berth/berth.sock`` (median of :data:`PINGS`);
 - time from ``run -d -p`` returning to the first HTTP answer on the host's 127.0.0.1 (median of
-  :data:`PORT_SAMPLES` containers).
+  :data:`PORT_SAMPLES` containers);
+- the resource saver: QEMU's host CPU over :data:`CPU_WINDOW` seconds idle and resting, ``/_ping`` answered
+  from the resting machine's snapshot, and the first request that wakes it.
 
 Prints the figures; never fails on them. Bounded: every wait has a timeout, all traffic is loopback.
 """
@@ -41,6 +43,7 @@ from tests.fixtures.rootfs import default_cache_dir  # noqa: E402
 PINGS = 50
 PORT = 18082
 PORT_SAMPLES = 5
+CPU_WINDOW = 10.0
 GUEST_PING = f"""
 import socket, time, statistics
 samples = []
@@ -68,6 +71,28 @@ def host_ping_ms(path: Path) -> float:
                 pass
         samples.append(time.perf_counter() - started)
     return statistics.median(samples) * 1000
+
+
+def request_ms(path: Path, target: str) -> float:
+    """One ``GET target`` through the host socket, answered in full."""
+    started = time.perf_counter()
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(path))
+        s.sendall(f"GET {target} HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n".encode())
+        while s.recv(65536):
+            pass
+    return (time.perf_counter() - started) * 1000
+
+
+def cpu_percent(pid: int, window: float = CPU_WINDOW) -> float:
+    """Process ``pid``'s CPU use (user + system, per cent of one core) over ``window`` seconds."""
+    def ticks() -> int:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+
+    before = ticks()
+    time.sleep(window)
+    return (ticks() - before) / os.sysconf("SC_CLK_TCK") / window * 100
 
 
 def first_answer_ms(port: int, timeout: float = 30.0) -> float:
@@ -120,7 +145,21 @@ def main() -> None:
                             "-p", "80", "-h", "/"], env=env, check=True, capture_output=True, timeout=300)
             delays.append(first_answer_ms(PORT + index))
         print(f"published port answering on the host after run -d returned: median {statistics.median(delays):.0f} ms "
-              f"of {', '.join(f'{d:.0f}' for d in delays)}")
+              f"of {', '.join(f'{d:.0f}' for d in delays)}", flush=True)
+        subprocess.run(["docker", "rm", "-f", *subprocess.run(["docker", "ps", "-aq"], env=env, check=True,
+                                                               capture_output=True, text=True).stdout.split()],
+                       env=env, check=True, capture_output=True, timeout=300)
+        qemu_pid = manager.inspect("bench").qemu_pid
+        awake_cpu = cpu_percent(qemu_pid)
+        manager.set("bench", idle_timeout=1)
+        deadline = time.monotonic() + 60
+        while not manager.inspect("bench").resting and time.monotonic() < deadline:
+            time.sleep(0.1)
+        resting_cpu = cpu_percent(qemu_pid)
+        snapshot = statistics.median(request_ms(sock, "/_ping") for _ in range(PINGS))
+        wake = request_ms(sock, "/containers/json?filters=%7B%7D")
+        print(f"resource saver: QEMU's CPU idle {awake_cpu:.1f} % vs resting {resting_cpu:.1f} % of a core; /_ping "
+              f"while resting {snapshot:.2f} ms; the first request that wakes it {wake:.0f} ms")
     finally:
         with_error = sys.exc_info()[0] is not None
         manager.rm("bench", force=True)

@@ -3,12 +3,15 @@
 
 It guarantees, in order: QEMU runs with the machine's argv (:mod:`backend.machine.qemu`); the guest's
 ``BOOTED`` (sshd runs) and ``READY`` (berthd answers) arrive on the virtio-serial socket, never by polling
-SSH; on the first boot berthd's wheels are copied over SFTP and installed; one SSH connection with the
+SSH; on the first boot (and whenever the host's build of berthd differs from the guest's) berthd's wheels are
+copied over SFTP and installed; one SSH connection with the
 pinned host key carries the guest API to ``<machine>/berth.sock`` and every published port to the host's
 ``127.0.0.1`` (TCP through direct-tcpip channels; UDP through QMP ``hostfwd_add``), added on a container's
-``start`` event and removed on its ``die``. The record becomes ``running`` once the socket serves. When
-QEMU exits (``stop``), forwards are closed, the socket removed and the record set ``stopped``; when the boot
-fails it is set ``error`` with the reason. SIGTERM ends QEMU and the agent.
+``start`` event and removed on its ``die``; with ``api_port`` set the API is also served on
+``127.0.0.1:<api_port>``. The resource saver (:mod:`backend.machine.saver`) pauses an idle machine and SIGUSR1
+resumes it. The record becomes ``running`` once the socket serves. When QEMU exits (``stop``), forwards are
+closed, the socket removed and the record set ``stopped``; when the boot fails it is set ``error`` with the
+reason. SIGTERM ends QEMU and the agent.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import paramiko
+
 from backend.api.client import EngineClient
 from backend.api.errors import APIError
 from backend.machine.errors import HostKeyChanged, MachineError
@@ -45,6 +50,7 @@ from backend.machine.qemu import (
     qemu_argv,
 )
 from backend.machine.qmp import QMP
+from backend.machine.saver import ResourceSaver
 from backend.machine.seed import GUEST_API_PORT, GUEST_WHEELS
 from backend.machine.ssh import GuestSSH
 from backend.machine.state import (
@@ -145,7 +151,10 @@ class Agent:
         self.files = MachineFiles(store.dir(name))
         self.qemu: subprocess.Popen[bytes] | None = None
         self.ssh: GuestSSH | None = None
-        self.api: SocketForwarder | None = None
+        self.api: list[SocketForwarder] = []
+        self.saver: ResourceSaver | None = None
+        self.running: set[str] | None = None
+        """IDs of the guest's running containers (None until listed)."""
         self.published: dict[str, Published] = {}
         self.accel = Accel.TCG
         self.ready_port: socket.socket | None = None
@@ -210,8 +219,7 @@ class Agent:
                 if word == "BOOTED":
                     if self.ssh is None:
                         self._connect()
-                    if not self.store.load(self.name).provisioned:
-                        self._provision()
+                    self._provision_if_needed()
                 elif word == "READY":
                     if self.ssh is None:
                         self._connect()
@@ -234,15 +242,28 @@ class Agent:
                     raise
                 log.warning("%s; trying again", exc)
 
-    def _provision(self) -> None:
+    def _provision_if_needed(self) -> None:
+        """Install berthd in the guest on the first boot, and again when the host's build differs from the
+        guest's (a provisioned machine keeps its berthd when this host has no source tree to build from)."""
+        record = self.store.load(self.name)
+        try:
+            wheels = guest_wheels(self.store.home / "_cache")
+        except MachineError as exc:
+            if not record.provisioned:
+                raise
+            log.warning("keeping the machine's berthd %s: %s", record.guest_version, exc)
+            return
+        version = wheels[0].parent.name
+        if record.provisioned and record.guest_version == version:
+            return
         assert self.ssh is not None
-        wheels = guest_wheels(self.store.home / "_cache")
         self.ssh.run(f"rm -rf {GUEST_WHEELS} && mkdir -p {GUEST_WHEELS}")
         for wheel in wheels:
             self.ssh.put(wheel, f"{GUEST_WHEELS}/{wheel.name}")
-        log.info("installing berthd in the guest (%d wheels)", len(wheels))
-        self.ssh.run("/usr/local/sbin/berth-guest-install")
-        self.store.update(self.name, provisioned=True)
+        log.info("installing berthd %s in the guest (%d wheels; it had %s)", version, len(wheels),
+                 record.guest_version or "none")
+        self.ssh.run("/usr/local/sbin/berth-guest-install")  # returns once the new berthd answers
+        self.store.update(self.name, provisioned=True, guest_version=version)
 
     # -- forwarding ---------------------------------------------------------------------------------
 
@@ -295,9 +316,12 @@ class Agent:
         planned: dict[str, dict[str, object]] = {}
         async with EngineClient(f"unix://{self.files.api_socket}", timeout=30) as client:
             since = time.time()
+            running: set[str] = set()
             for summary in await client.list_containers():
                 details = await client.inspect_container(summary.id)
+                running.add(details.id)
                 self._publish(details.id, details.network_settings.get("Ports") or {})
+            self.running = running
             async for event in client.events(since=since, filters={"type": ["container"], "event": [
                     "create", "start", "die", "destroy"]}):
                 container = event.actor.id
@@ -306,7 +330,10 @@ class Agent:
                         fixed = fixed_bindings((await client.inspect_container(container)).host_config)
                         if fixed is not None:
                             planned[container] = fixed
-                elif event.action == "start" and container not in self.published:
+                elif event.action == "start":
+                    running.add(container)
+                    if container in self.published:
+                        continue
                     ports = planned.get(container)
                     if ports is None:
                         try:
@@ -315,6 +342,7 @@ class Agent:
                             continue
                     self._publish(container, ports)
                 elif event.action == "die":
+                    running.discard(container)
                     self._unpublish(container)
                 elif event.action == "destroy":
                     planned.pop(container, None)
@@ -333,20 +361,54 @@ class Agent:
                 self._stop_qemu()
                 self.accel = Accel.TCG
                 self._boot()
-            assert self.ssh is not None
-            ssh = self.ssh
-            self.api = SocketForwarder.unix(self.files.api_socket, lambda: ssh.open_tcp(GUEST_API_PORT))
-            self.store.transition(self.name, MachineState.RUNNING, error="")
+            self._serve_api()
+            self.store.transition(self.name, MachineState.RUNNING, error="", resting=False)
         except MachineError as exc:
             log.error("%s", exc)
             self._shutdown(MachineState.ERROR, str(exc))
             return 1
         assert self.qemu is not None
         threading.Thread(target=self._watch_events, daemon=True).start()
+        if self.saver is not None:
+            threading.Thread(target=self.saver.watch, daemon=True).start()
         self.qemu.wait()
         log.info("QEMU exited (%s)", self.qemu.returncode)
         self._shutdown(MachineState.STOPPED, "")
         return 0
+
+    def _serve_api(self) -> None:
+        """The guest API on the host: the unix socket, and ``127.0.0.1:<api_port>`` when configured, both
+        behind the resource saver. Raises MachineError when the port is taken."""
+        assert self.ssh is not None
+        ssh = self.ssh
+        config = self.store.load(self.name).config
+
+        def open_api() -> paramiko.Channel:
+            return ssh.open_tcp(GUEST_API_PORT)
+
+        def set_clock() -> None:
+            ssh.run(f"date -u -s @{time.time():.3f} >/dev/null", timeout=30)
+
+        def running() -> int | None:
+            return None if self.running is None else len(self.running)
+
+        def record(resting: bool) -> None:
+            self.store.update(self.name, resting=resting)
+
+        saver = ResourceSaver(self.files.qmp_socket, open_api, running,
+                              lambda: self.store.load(self.name).config.idle_timeout, set_clock, record)
+        self.saver = saver
+        self.api.append(SocketForwarder.unix(self.files.api_socket, open_api, saver.gate, saver.touch))
+        if config.api_port:
+            self.api.append(SocketForwarder.tcp(config.api_port, open_api, saver.gate, saver.touch))
+
+    def wake(self) -> None:
+        """Resume a resting machine (``berth machine ssh`` asks with SIGUSR1)."""
+        if self.saver is not None:
+            try:
+                self.saver.wake()
+            except MachineError as exc:
+                log.warning("%s", exc)
 
     def _watch_events(self) -> None:
         while self.qemu is not None and self.qemu.poll() is None:
@@ -366,8 +428,10 @@ class Agent:
                 self.qemu.wait()
 
     def _shutdown(self, state: MachineState, error: str) -> None:
-        if self.api is not None:
-            self.api.close()
+        if self.saver is not None:
+            self.saver.close()
+        for forwarder in self.api:
+            forwarder.close()
         for container in list(self.published):
             self._unpublish(container)
         self._stop_qemu()
@@ -379,7 +443,7 @@ class Agent:
             path.unlink(missing_ok=True)
         record = self.store.load(self.name)
         target = state if state is record.state or state in TRANSITIONS[record.state] else MachineState.STOPPED
-        self.store.transition(self.name, target, error=error, agent_pid=0, qemu_pid=0, ports=[])
+        self.store.transition(self.name, target, error=error, agent_pid=0, qemu_pid=0, ports=[], resting=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -398,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         agent.qemu.terminate()  # run() then shuts down as after a power-off
 
     signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGUSR1, lambda signum, frame: threading.Thread(target=agent.wake, daemon=True).start())
     return agent.run()
 
 

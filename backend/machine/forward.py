@@ -3,6 +3,9 @@
 :class:`SocketForwarder` listens on a host socket (the unix API socket, or ``127.0.0.1:<port>`` for a
 published port) and relays every accepted connection, in a thread of its own, to a fresh channel that
 ``connect`` opens. Half-closes are passed on, so request/response and hijacked streams end as they should.
+A forwarder may have a ``gate`` (it sees each new connection first: it may answer it itself, or hand back bytes it
+read to be sent on first) and a ``traffic`` callback (called for every chunk relayed): the resource saver's
+hooks (:mod:`backend.machine.saver`).
 """
 
 from __future__ import annotations
@@ -23,10 +26,14 @@ log = logging.getLogger(__name__)
 _CHUNK = 65536
 
 
-def relay(sock: socket.socket, channel: paramiko.Channel) -> None:
-    """Copy bytes both ways until both directions ended; closes both."""
+def relay(sock: socket.socket, channel: paramiko.Channel, initial: bytes = b"",
+          traffic: Callable[[], None] | None = None) -> None:
+    """Send ``initial`` to the channel, then copy bytes both ways until both directions ended (calling
+    ``traffic`` for every chunk); closes both."""
     open_in, open_out = True, True  # host -> guest, guest -> host
     try:
+        if initial:
+            channel.sendall(initial)
         while open_in or open_out:
             watched: list[socket.socket | paramiko.Channel] = []
             if open_in:
@@ -37,6 +44,8 @@ def relay(sock: socket.socket, channel: paramiko.Channel) -> None:
             if sock in ready:
                 data = sock.recv(_CHUNK)
                 if data:
+                    if traffic is not None:
+                        traffic()
                     channel.sendall(data)
                 else:
                     open_in = False
@@ -44,6 +53,8 @@ def relay(sock: socket.socket, channel: paramiko.Channel) -> None:
             if channel in ready:
                 data = channel.recv(_CHUNK)
                 if data:
+                    if traffic is not None:
+                        traffic()
                     sock.sendall(data)
                 else:
                     open_out = False
@@ -60,25 +71,33 @@ class SocketForwarder:
     """A listening socket whose connections are relayed to channels from ``connect``. :meth:`close` stops
     accepting (relays under way finish on their own)."""
 
-    def __init__(self, listener: socket.socket, connect: Callable[[], paramiko.Channel]) -> None:
+    def __init__(self, listener: socket.socket, connect: Callable[[], paramiko.Channel],
+                 gate: Callable[[socket.socket], bytes | None] | None = None,
+                 traffic: Callable[[], None] | None = None) -> None:
         self.port: int = listener.getsockname()[1] if listener.family == socket.AF_INET else 0
         self._listener = listener
         self._connect = connect
+        self._gate = gate
+        self._traffic = traffic
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
     @staticmethod
-    def unix(path: Path, connect: Callable[[], paramiko.Channel]) -> SocketForwarder:
+    def unix(path: Path, connect: Callable[[], paramiko.Channel],
+             gate: Callable[[socket.socket], bytes | None] | None = None,
+             traffic: Callable[[], None] | None = None) -> SocketForwarder:
         """Listen on the unix socket ``path`` (replacing a stale one; mode 0600)."""
         path.unlink(missing_ok=True)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(str(path))
         path.chmod(0o600)
         listener.listen(64)
-        return SocketForwarder(listener, connect)
+        return SocketForwarder(listener, connect, gate, traffic)
 
     @staticmethod
-    def tcp(port: int, connect: Callable[[], paramiko.Channel]) -> SocketForwarder:
+    def tcp(port: int, connect: Callable[[], paramiko.Channel],
+            gate: Callable[[socket.socket], bytes | None] | None = None,
+            traffic: Callable[[], None] | None = None) -> SocketForwarder:
         """Listen on ``127.0.0.1:port``. Raises MachineError when the port is taken."""
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -88,7 +107,7 @@ class SocketForwarder:
             listener.close()
             raise MachineError(f"cannot publish 127.0.0.1:{port} on the host: {exc.strerror}") from exc
         listener.listen(64)
-        return SocketForwarder(listener, connect)
+        return SocketForwarder(listener, connect, gate, traffic)
 
     def _serve(self) -> None:
         while True:
@@ -100,12 +119,15 @@ class SocketForwarder:
 
     def _open(self, sock: socket.socket) -> None:
         try:
+            initial = self._gate(sock) if self._gate is not None else b""
+            if initial is None:
+                return  # the gate answered
             channel = self._connect()
         except MachineError as exc:
             log.warning("%s", exc)
             sock.close()
             return
-        relay(sock, channel)
+        relay(sock, channel, initial, self._traffic)
 
     def close(self) -> None:
         with suppress(OSError):

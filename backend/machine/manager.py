@@ -125,6 +125,7 @@ class MachineManager:
         files = self.files(name)
         try:
             with QMP(files.qmp_socket) as qmp:
+                qmp.execute("cont")  # a resting (paused) guest cannot see the power button
                 qmp.execute("system_powerdown")
         except MachineError:
             pass  # QEMU is already going
@@ -213,8 +214,21 @@ class MachineManager:
 
     def ssh(self, name: str) -> GuestSSH:
         """An SSH connection to a running machine (pinned host key). Raises MachineError / HostKeyChanged."""
+        record = self.wake(name)
+        files = self.files(name)
+        return GuestSSH(record.ssh_port, files.user_key, files.host_key)
+
+    def wake(self, name: str, timeout: float = 10.0) -> MachineRecord:
+        """A running machine, resumed first if the resource saver rests it (the agent resumes it on SIGUSR1).
+        Raises MachineError when it is not running or does not resume within ``timeout`` seconds."""
         record = self.store.load(name)
         if record.state is not MachineState.RUNNING:
             raise MachineError(f"machine {name} is {record.state.value}")
-        files = self.files(name)
-        return GuestSSH(record.ssh_port, files.user_key, files.host_key)
+        if record.resting and _alive(record.agent_pid):
+            os.kill(record.agent_pid, signal.SIGUSR1)
+            deadline = time.monotonic() + timeout
+            while (record := self.store.load(name)).resting:
+                if time.monotonic() > deadline:
+                    raise MachineError(f"machine {name} did not resume within {timeout:.0f}s")
+                time.sleep(0.05)
+        return record

@@ -101,7 +101,7 @@ class GuestSSH:
             stdin = sys.stdin.fileno()
             saved = termios.tcgetattr(stdin) if sys.stdin.isatty() else None
             if saved is not None:
-                tty.setraw(stdin)
+                tty.setraw(stdin, termios.TCSANOW)  # keeps what was typed ahead (the default flushes it)
             try:
                 while not channel.exit_status_ready() or channel.recv_ready():
                     ready, _, _ = select.select([channel, stdin], [], [], 0.5)

@@ -11,6 +11,8 @@ import functools
 import http.server
 import json
 import os
+import pty
+import select
 import socket
 import subprocess
 import sys
@@ -22,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from backend.machine.agent import free_port
+from backend.machine.qmp import QMP
 from backend.machine.seed import generate_keys
 from tests.fixtures.images import LayoutImage, _skopeo
 from tests.fixtures.machine_image import MachineImage, machine_image  # noqa: F401 (fixture)
@@ -46,6 +50,7 @@ class Machine:
     share: Path
     url: str
     image: MachineImage
+    api_port: int
 
     @property
     def dir(self) -> Path:
@@ -95,10 +100,11 @@ def machine(tmp_path_factory: pytest.TempPathFactory, image_server: str, machine
             busybox_image: LayoutImage) -> Iterator[Machine]:
     """One machine booted under TCG for the module, with busybox loaded; stopped and removed afterwards."""
     root = tmp_path_factory.mktemp("machine")
-    m = Machine(root / "home", root / "share", image_server, machine_image)
+    m = Machine(root / "home", root / "share", image_server, machine_image, free_port())
     m.share.mkdir()
     m.berth("machine", "init", NAME, "--image", image_server, "--image-sha256", machine_image.sha256, "--share",
-            str(m.share), "--accel", "tcg", "--restrict-network", "--cpus", "2", "--memory", "2048")
+            str(m.share), "--accel", "tcg", "--restrict-network", "--cpus", "2", "--memory", "2048", "--api-port",
+            str(m.api_port), "--idle-timeout", "0")
     try:
         started = time.monotonic()
         out = m.berth("machine", "start", NAME).stdout
@@ -125,16 +131,31 @@ def test_wrong_sha256_is_refused_before_anything_boots(tmp_path: Path, image_ser
     assert list((env_home / "_cache" / "images").iterdir()) == []  # the partial download is gone
 
 
-def test_ready_and_ping(machine: Machine) -> None:
-    record = machine.record()
-    assert record["state"] == "running" and record["provisioned"] is True
-    with socket.socket(socket.AF_UNIX) as s:
-        s.connect(str(machine.socket))
-        s.sendall(b"GET /_ping HTTP/1.1\r\nHost: berth\r\nConnection: close\r\n\r\n")
+def _request(address: str | tuple[str, int], request: bytes) -> bytes:
+    family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+    with socket.socket(family) as s:
+        s.settimeout(60)
+        s.connect(address)
+        s.sendall(request)
         answer = b""
         while chunk := s.recv(4096):
             answer += chunk
+    return answer
+
+
+def test_ready_and_ping(machine: Machine) -> None:
+    record = machine.record()
+    assert record["state"] == "running" and record["provisioned"] is True
+    assert str(record["guest_version"]).startswith("wheels-")
+    ping = b"GET /_ping HTTP/1.1\r\nHost: berth\r\nConnection: close\r\n\r\n"
+    answer = _request(str(machine.socket), ping)
     assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"OK")
+    # --api-port: the same engine on the host's loopback (Windows' clients)
+    answer = _request(("127.0.0.1", machine.api_port), ping)
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"OK")
+    proc = subprocess.run([DOCKER, "-H", f"tcp://127.0.0.1:{machine.api_port}", "version", "--format",
+                           "{{.Server.Os}}"], text=True, capture_output=True, timeout=120, check=True)
+    assert proc.stdout == "linux\n"
 
 
 def test_run_prints_hi_from_the_guest(machine: Machine) -> None:
@@ -231,6 +252,81 @@ def test_bad_input_is_one_line(machine: Machine) -> None:
     assert machine.record()["state"] == "running"
 
 
+def _qemu_status(machine: Machine) -> str:
+    with QMP(machine.dir / "qmp.sock") as qmp:
+        status: str = qmp.execute("query-status")["status"]
+        return status
+
+
+def test_interactive_ssh(machine: Machine) -> None:
+    """``berth machine ssh`` on a terminal: a shell with a pty, its exit status passed on."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(BERTH, [BERTH, "machine", "ssh", NAME], machine.env())
+    output = b""
+    try:
+        os.write(fd, b"echo tty=$(tty | cut -c1-8) answer=$((6*7)); exit 3\n")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if select.select([fd], [], [], 1)[0]:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                output += chunk
+    finally:
+        for _ in range(50):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, 9)
+            _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    assert b"tty=/dev/pts answer=42" in output, output
+    assert os.waitstatus_to_exitcode(status) == 3
+
+
+def test_resource_saver_pauses_and_wakes(machine: Machine) -> None:
+    assert machine.berth("-H", f"unix://{machine.socket}", "ps", "-q").stdout == ""
+    machine.berth("machine", "set", NAME, "--idle-timeout", "3")  # allowed while running
+    try:
+        deadline = time.monotonic() + 60
+        while not machine.record()["resting"]:
+            assert time.monotonic() < deadline, "the idle machine was not paused"
+            time.sleep(0.2)
+        assert _qemu_status(machine) == "paused"
+        assert "running (resting)" in machine.berth("machine", "ls").stdout
+        # read-only requests are answered while it rests: the docker CLI's ping, ps -a and images
+        names = machine.docker("ps", "-a", "--format", "{{.Names}}").stdout
+        assert "machine-web" not in names  # removed earlier: the answer is current
+        assert "busybox" in machine.docker("images", "--format", "{{.Repository}}").stdout
+        assert machine.record()["resting"] and _qemu_status(machine) == "paused"
+        # anything else wakes it transparently
+        started = time.monotonic()
+        assert machine.berth("-H", f"unix://{machine.socket}", "run", "--rm", "busybox", "echo", "awake").stdout \
+            == "awake\n"
+        print(f"run --rm from resting: {time.monotonic() - started:.2f}s")
+        assert not machine.record()["resting"] and _qemu_status(machine) == "running"
+        deadline = time.monotonic() + 60
+        while not machine.record()["resting"]:
+            assert time.monotonic() < deadline, "the machine was not paused again"
+            time.sleep(0.2)
+        # ssh wakes it too, and the guest's clock was set from the host's after the pause
+        guest_time = float(machine.berth("machine", "ssh", NAME, "date", "+%s").stdout)
+        assert not machine.record()["resting"]
+        deadline = time.monotonic() + 30
+        while abs(float(machine.berth("machine", "ssh", NAME, "date", "+%s").stdout) - time.time()) > 3:
+            assert time.monotonic() < deadline, f"the guest's clock stays behind ({guest_time} vs {time.time()})"
+            time.sleep(0.5)
+    finally:
+        machine.berth("machine", "set", NAME, "--idle-timeout", "0")
+    assert _request(str(machine.socket), b"GET /_ping HTTP/1.0\r\n\r\n").endswith(b"OK")
+
+
 def test_stop_powers_down_through_qmp(machine: Machine) -> None:
     qemu_pid = int(str(machine.record()["qemu_pid"]))
     machine.berth("machine", "stop", NAME)
@@ -239,3 +335,18 @@ def test_stop_powers_down_through_qmp(machine: Machine) -> None:
     assert not Path(f"/proc/{qemu_pid}").exists()
     assert "reboot: Power down" in (machine.dir / "serial.log").read_text(errors="replace")  # ACPI, not quit
     assert not machine.socket.exists()
+
+
+def test_a_changed_host_build_is_installed_at_start(machine: Machine) -> None:
+    """A machine whose guest has another build of berthd than the host's gets the host's at its next start."""
+    record = machine.record()
+    assert record["state"] == "stopped"  # by the test before
+    (machine.dir / "machine.json").write_text(json.dumps({**record, "guest_version": "wheels-0.0.1-older"}))
+    machine.berth("machine", "start", NAME)
+    try:
+        assert str(machine.record()["guest_version"]).startswith("wheels-")
+        assert machine.record()["guest_version"] != "wheels-0.0.1-older"
+        assert "it had wheels-0.0.1-older" in (machine.dir / "agent.log").read_text()
+        assert machine.berth("-H", f"unix://{machine.socket}", "run", "--rm", "busybox", "echo", "hi").stdout == "hi\n"
+    finally:
+        machine.berth("machine", "stop", NAME)
