@@ -52,14 +52,12 @@ def idle_spin(value: int) -> QSpinBox:
     return box
 
 
-def problem(name: str, image: str, sha256: str) -> str:
-    """What is wrong with the form ("" when Create can run)."""
+def problem(name: str, sha256: str) -> str:
+    """What is wrong with the typed name or SHA-256 ("" when nothing is; an empty SHA-256 is not wrong yet)."""
     if not MACHINE_NAME.match(name):
         return "Name: lower-case letters, digits, '_', '.', '-' (starting with a letter or digit)"
     if sha256 and not SHA256.match(sha256):
         return f"SHA-256: {SHA256_HEX_LENGTH} hexadecimal digits (sha256sum prints them), not {len(sha256)} characters"
-    if not image or not sha256:
-        return "Give the image's URL or file and its SHA-256"
     return ""
 
 
@@ -120,12 +118,15 @@ class MachineCreateDialog(QDialog):
             field.textChanged.connect(self._validate)
         self._validate()
 
+    def _ready(self) -> bool:
+        """Whether the form is complete and nothing in it is wrong; shows what is wrong."""
+        text = problem(self.name.text().strip(), self.sha256.text().strip())
+        self.error.setText(text)
+        self.error.setVisible(bool(text))
+        return not text and bool(self.image.text().strip() and self.sha256.text().strip())
+
     def _validate(self) -> None:
-        text = problem(self.name.text().strip(), self.image.text().strip(), self.sha256.text().strip())
-        incomplete = not self.image.text().strip() or not self.sha256.text().strip()
-        self.error.setText("" if incomplete and text.startswith("Give") else text)
-        self.error.setVisible(bool(self.error.text()))
-        self.create_button.setEnabled(not text and (self.task is None or self.task.done()))
+        self.create_button.setEnabled(self._ready() and (self.task is None or self.task.done()))
 
     def _browse(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Machine image", "", "Machine images (*.tar);;All files (*)")
@@ -134,9 +135,9 @@ class MachineCreateDialog(QDialog):
 
     def create_machine(self) -> None:
         """Run init with the form's values (nothing when the form is not complete)."""
-        name = self.name.text().strip()
-        if problem(name, self.image.text().strip(), self.sha256.text().strip()):
+        if not self._ready():
             return
+        name = self.name.text().strip()
         self.busy.show()
         self.task = self.monitor.run(f"Create machine {name}", self._create(name), [self.create_button])
         self.task.add_done_callback(lambda _: self.busy.hide())
