@@ -2,7 +2,8 @@
 
 Verbs: init, start, stop, restart, rm, ls, inspect, ssh, set, logs. Every one takes the machine's name
 (default ``default``). Errors are one line (``berth: ...``, exit 1). After ``start`` the engine is at
-``unix://<machine dir>/berth.sock``, which ``start`` prints (use it as ``-H`` or ``DOCKER_HOST``).
+``unix://<machine dir>/berth.sock`` (on Windows ``tcp://127.0.0.1:2375``, or ``--api-port``), which ``start``
+prints (use it as ``-H`` or ``DOCKER_HOST``).
 """
 
 from __future__ import annotations
@@ -25,8 +26,12 @@ from backend.machine.state import (
     MachineFiles,
     MachineRecord,
     MachineStore,
+    engine_address,
     machine_home,
 )
+
+WINDOWS_API_PORT = 2375
+"""The engine's port on Windows' loopback unless ``--api-port`` says otherwise (Docker's conventional port)."""
 
 
 def _manager() -> MachineManager:
@@ -88,7 +93,8 @@ def _init(cli: Cli, args: argparse.Namespace) -> None:
                            image_sha256=args.image_sha256, share=share, accel=args.accel,
                            restrict_network=args.restrict_network,
                            idle_timeout=DEFAULT_IDLE_TIMEOUT if args.idle_timeout is None else args.idle_timeout,
-                           api_port=args.api_port or 0)
+                           api_port=WINDOWS_API_PORT if args.api_port is None and sys.platform == "win32"
+                           else args.api_port or 0)
     shown = [-1]
 
     def progress(done: int, total: int | None) -> None:
@@ -105,9 +111,10 @@ def _init(cli: Cli, args: argparse.Namespace) -> None:
 
 
 def _start(cli: Cli, args: argparse.Namespace) -> None:
-    record = _manager().start(args.name, timeout=args.timeout)
-    cli.print(f"Machine {args.name} running (ready in {record.boot_seconds:.1f}s); engine at "
-              f"unix://{MachineFiles(_manager().store.dir(args.name)).api_socket}")
+    manager = _manager()
+    record = manager.start(args.name, timeout=args.timeout)
+    address = engine_address(record, manager.files(args.name), unix=sys.platform != "win32")
+    cli.print(f"Machine {args.name} running (ready in {record.boot_seconds:.1f}s); engine at {address}")
 
 
 def _configure_start(parser: ArgumentParser) -> None:

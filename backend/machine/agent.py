@@ -3,15 +3,15 @@
 
 It guarantees, in order: QEMU runs with the machine's argv (:mod:`backend.machine.qemu`); the guest's
 ``BOOTED`` (sshd runs) and ``READY`` (berthd answers) arrive on the virtio-serial socket, never by polling
-SSH; on the first boot (and whenever the host's build of berthd differs from the guest's) berthd's wheels are
-copied over SFTP and installed; one SSH connection with the
-pinned host key carries the guest API to ``<machine>/berth.sock`` and every published port to the host's
+SSH; on the first boot, and whenever the host's build of berthd differs from the guest's, berthd's wheels are
+copied over SFTP and installed; one SSH connection with the pinned host key carries the guest API to
+``<machine>/berth.sock`` (and to ``127.0.0.1:<api_port>`` when set) and every published port to the host's
 ``127.0.0.1`` (TCP through direct-tcpip channels; UDP through QMP ``hostfwd_add``), added on a container's
-``start`` event and removed on its ``die``; with ``api_port`` set the API is also served on
-``127.0.0.1:<api_port>``. The resource saver (:mod:`backend.machine.saver`) pauses an idle machine and SIGUSR1
-resumes it. The record becomes ``running`` once the socket serves. When QEMU exits (``stop``), forwards are
-closed, the socket removed and the record set ``stopped``; when the boot fails it is set ``error`` with the
-reason. SIGTERM ends QEMU and the agent.
+``start`` event and removed on its ``die``. On Windows (no unix sockets in CPython) the API is served only on
+the TCP port, and QEMU's QMP and ready ports are TCP on the loopback. The resource saver
+(:mod:`backend.machine.saver`) pauses an idle machine. The record becomes ``running`` once the socket serves.
+When QEMU exits (``stop``), forwards are closed, the socket removed and the record set ``stopped``; when the
+boot fails it is set ``error`` with the reason. SIGTERM ends QEMU and the agent.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from backend.machine.qemu import (
     QemuSpec,
     Resources,
     choose_accel,
+    host_os,
     kvm_runs_guests,
     qemu_argv,
 )
@@ -59,7 +60,9 @@ from backend.machine.state import (
     MachineRecord,
     MachineState,
     MachineStore,
+    engine_address,
     machine_home,
+    qmp_address,
 )
 from backend.machine.wheels import guest_wheels
 
@@ -86,10 +89,6 @@ def free_port() -> int:
         return port
 
 
-def host_os() -> HostOS:
-    return {"darwin": HostOS.MACOS, "win32": HostOS.WINDOWS}.get(sys.platform, HostOS.LINUX)
-
-
 def base_image(store: MachineStore, sha256: str) -> BaseImage:
     directory = store.home / "_cache" / "images" / sha256
     return BaseImage(sha256, directory / "disk.qcow2", directory / "vmlinuz", directory / "initrd.img")
@@ -108,8 +107,10 @@ def pick_accel(store: MachineStore, record: MachineRecord) -> Accel:
     return choose_accel(host, kvm)
 
 
-def machine_argv(store: MachineStore, record: MachineRecord, accel: Accel, ssh_port: int) -> list[str]:
-    """QEMU's argv for ``record`` on this host. Raises MachineError for a combination QEMU cannot run."""
+def machine_argv(store: MachineStore, record: MachineRecord, accel: Accel, ssh_port: int, ready_port: int = 0,
+                 qmp_port: int = 0) -> list[str]:
+    """QEMU's argv for ``record`` on this host (``ready_port`` and ``qmp_port``: Windows' TCP control ports).
+    Raises MachineError for a combination QEMU cannot run."""
     files = MachineFiles(store.dir(record.name))
     config = record.config
     host = host_os()
@@ -117,7 +118,8 @@ def machine_argv(store: MachineStore, record: MachineRecord, accel: Accel, ssh_p
     image = base_image(store, config.image_sha256)
     share = Path(config.share) if config.share else None
     paths = QemuPaths(disk=files.disk, seed=files.seed, serial_log=files.serial_log, ready_socket=files.ready_socket,
-                      qmp_socket=files.qmp_socket, kernel=image.kernel, initrd=image.initrd, share=share)
+                      qmp_socket=files.qmp_socket, kernel=image.kernel, initrd=image.initrd, share=share,
+                      qmp_port=qmp_port, ready_port=ready_port)
     try:
         return qemu_argv(QemuSpec(host, arch, accel, Resources(config.cpus, config.memory_mib), paths, ssh_port,
                                   restrict_network=config.restrict_network))
@@ -159,22 +161,30 @@ class Agent:
         self.accel = Accel.TCG
         self.ready_port: socket.socket | None = None
         """Kept open while the machine runs, so the guest's writes to the ready port never block."""
+        self.unix = host_os() is not HostOS.WINDOWS
+        """Whether this host has unix sockets for QEMU's control ports and the API (CPython on Windows has not)."""
 
     # -- boot ---------------------------------------------------------------------------------------
 
     def _launch(self) -> socket.socket:
         record = self.store.load(self.name)
         ssh_port = free_port()
-        ready = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.files.ready_socket.unlink(missing_ok=True)
-        ready.bind(str(self.files.ready_socket))
-        ready.listen(1)
+        ready_port = qmp_port = 0
+        if self.unix:
+            ready = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.files.ready_socket.unlink(missing_ok=True)
+            ready.bind(str(self.files.ready_socket))
+            ready.listen(1)
+        else:
+            ready = socket.create_server(("127.0.0.1", 0), backlog=1)
+            ready_port, qmp_port = ready.getsockname()[1], free_port()
         self.files.serial_log.unlink(missing_ok=True)
-        argv = machine_argv(self.store, record, self.accel, ssh_port)
+        argv = machine_argv(self.store, record, self.accel, ssh_port, ready_port, qmp_port)
         log.info("starting %s", " ".join(argv))
         with open(self.files.dir / "qemu.log", "wb") as out:
             self.qemu = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-        self.store.update(self.name, ssh_port=ssh_port, qemu_pid=self.qemu.pid, accel=self.accel.value)
+        self.store.update(self.name, ssh_port=ssh_port, qmp_port=qmp_port, qemu_pid=self.qemu.pid,
+                          accel=self.accel.value)
         ready.settimeout(30)
         try:
             conn, _ = ready.accept()
@@ -299,7 +309,7 @@ class Agent:
 
     def _hostfwd(self, verb: str, port: int) -> None:
         rule = f"udp:127.0.0.1:{port}-:{port}" if verb == "add" else f"udp:127.0.0.1:{port}"
-        with QMP(self.files.qmp_socket) as qmp:
+        with QMP(qmp_address(self.store.load(self.name), self.files)) as qmp:
             out = qmp.execute("human-monitor-command", **{"command-line": f"hostfwd_{verb} net0 {rule}"})
         if any(word in str(out).lower() for word in ("invalid", "could not")):
             raise MachineError(f"QEMU: {str(out).strip()}")
@@ -314,7 +324,8 @@ class Agent:
         port bindings are read at ``create``, so its ``start`` publishes them without another round trip
         into the guest (random host ports are read from the started container)."""
         planned: dict[str, dict[str, object]] = {}
-        async with EngineClient(f"unix://{self.files.api_socket}", timeout=30) as client:
+        address = engine_address(self.store.load(self.name), self.files, self.unix)
+        async with EngineClient(address, timeout=30) as client:
             since = time.time()
             running: set[str] = set()
             for summary in await client.list_containers():
@@ -395,20 +406,15 @@ class Agent:
         def record(resting: bool) -> None:
             self.store.update(self.name, resting=resting)
 
-        saver = ResourceSaver(self.files.qmp_socket, open_api, running,
+        saver = ResourceSaver(qmp_address(self.store.load(self.name), self.files), open_api, running,
                               lambda: self.store.load(self.name).config.idle_timeout, set_clock, record)
         self.saver = saver
-        self.api.append(SocketForwarder.unix(self.files.api_socket, open_api, saver.gate, saver.touch))
+        if self.unix:
+            self.api.append(SocketForwarder.unix(self.files.api_socket, open_api, saver.gate, saver.touch))
+        elif not config.api_port:
+            raise MachineError("this host has no unix sockets: give the machine an --api-port")
         if config.api_port:
             self.api.append(SocketForwarder.tcp(config.api_port, open_api, saver.gate, saver.touch))
-
-    def wake(self) -> None:
-        """Resume a resting machine (``berth machine ssh`` asks with SIGUSR1)."""
-        if self.saver is not None:
-            try:
-                self.saver.wake()
-            except MachineError as exc:
-                log.warning("%s", exc)
 
     def _watch_events(self) -> None:
         while self.qemu is not None and self.qemu.poll() is None:
@@ -462,7 +468,6 @@ def main(argv: list[str] | None = None) -> int:
         agent.qemu.terminate()  # run() then shuts down as after a power-off
 
     signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGUSR1, lambda signum, frame: threading.Thread(target=agent.wake, daemon=True).start())
     return agent.run()
 
 

@@ -11,23 +11,43 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from backend.machine.errors import MachineError
 from backend.machine.image import Progress, create_overlay, fetch_image
 from backend.machine.qmp import QMP
 from backend.machine.seed import generate_keys, meta_data, user_data, write_private, write_seed_iso
 from backend.machine.ssh import GuestSSH
-from backend.machine.state import MachineConfig, MachineFiles, MachineRecord, MachineState, MachineStore
+from backend.machine.state import (
+    MachineConfig,
+    MachineFiles,
+    MachineRecord,
+    MachineState,
+    MachineStore,
+    qmp_address,
+)
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie child of ours does not)."""
     if pid <= 0:
         return False
+    if sys.platform == "win32":  # os.kill(pid, 0) would terminate it there
+        import ctypes
+        kernel32 = ctypes.windll.kernel32
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return False
+        code = ctypes.c_ulong()
+        kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+        kernel32.CloseHandle(handle)
+        return code.value == 259  # STILL_ACTIVE
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -96,10 +116,13 @@ class MachineManager:
         record = self.store.transition(name, MachineState.STARTING, error="", agent_pid=0)
         files = self.files(name)
         env = {**os.environ, "BERTH_MACHINE_HOME": str(self.store.home)}
+        detach: dict[str, Any] = {"start_new_session": True}
+        if sys.platform == "win32":
+            detach = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS}
         with open(files.agent_log, "ab") as log:
             agent = subprocess.Popen([sys.executable, "-m", "backend.machine.agent", name], stdin=subprocess.DEVNULL,
-                                     stdout=log, stderr=log, env=env, start_new_session=True,
-                                     cwd=Path(__file__).resolve().parents[2])
+                                     stdout=log, stderr=log, env=env, cwd=Path(__file__).resolve().parents[2],
+                                     **detach)
         self.store.update(name, agent_pid=agent.pid)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -123,15 +146,16 @@ class MachineManager:
         if record.state is MachineState.RUNNING:
             record = self.store.transition(name, MachineState.STOPPING)
         files = self.files(name)
+        control = qmp_address(record, files)
         try:
-            with QMP(files.qmp_socket) as qmp:
+            with QMP(control) as qmp:
                 qmp.execute("cont")  # a resting (paused) guest cannot see the power button
                 qmp.execute("system_powerdown")
         except MachineError:
             pass  # QEMU is already going
         if not self._wait_gone(record.qemu_pid, timeout):
             try:
-                with QMP(files.qmp_socket) as qmp:
+                with QMP(control) as qmp:
                     qmp.execute("quit")
             except MachineError:
                 pass
@@ -219,16 +243,26 @@ class MachineManager:
         return GuestSSH(record.ssh_port, files.user_key, files.host_key)
 
     def wake(self, name: str, timeout: float = 10.0) -> MachineRecord:
-        """A running machine, resumed first if the resource saver rests it (the agent resumes it on SIGUSR1).
-        Raises MachineError when it is not running or does not resume within ``timeout`` seconds."""
+        """A running machine, resumed first if the resource saver rests it: a request its snapshot cannot
+        answer (``GET /_ping?wake=1``) through the machine's API. Raises MachineError when it is not running or
+        does not resume within ``timeout`` seconds."""
         record = self.store.load(name)
         if record.state is not MachineState.RUNNING:
             raise MachineError(f"machine {name} is {record.state.value}")
-        if record.resting and _alive(record.agent_pid):
-            os.kill(record.agent_pid, signal.SIGUSR1)
-            deadline = time.monotonic() + timeout
-            while (record := self.store.load(name)).resting:
-                if time.monotonic() > deadline:
-                    raise MachineError(f"machine {name} did not resume within {timeout:.0f}s")
-                time.sleep(0.05)
+        if record.resting:
+            files = self.files(name)
+            try:
+                if record.config.api_port and sys.platform == "win32":
+                    sock = socket.create_connection(("127.0.0.1", record.config.api_port), timeout=timeout)
+                else:
+                    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    sock.settimeout(timeout)
+                    sock.connect(str(files.api_socket))
+                with sock:
+                    sock.sendall(b"GET /_ping?wake=1 HTTP/1.0\r\nHost: berth\r\n\r\n")
+                    while sock.recv(4096):
+                        pass
+            except OSError as exc:
+                raise MachineError(f"machine {name} did not resume: {exc}") from exc
+            record = self.store.load(name)
         return record

@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 import os
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +54,8 @@ class Resources:
 @dataclass(frozen=True)
 class QemuPaths:
     """Files and sockets of one machine. ``kernel``/``initrd`` None boot from the disk (firmware);
-    ``qmp_port`` is used instead of ``qmp_socket`` on Windows; ``firmware`` is the UEFI code for aarch64."""
+    ``qmp_port`` and ``ready_port`` (TCP on 127.0.0.1) are used instead of ``qmp_socket`` and ``ready_socket``
+    on Windows; ``firmware`` is the UEFI code for aarch64."""
 
     disk: Path
     seed: Path
@@ -65,6 +67,7 @@ class QemuPaths:
     share: Path | None = None
     firmware: Path | None = None
     qmp_port: int = 0
+    ready_port: int = 0
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,11 @@ class QemuSpec:
     ssh_port: int
     restrict_network: bool = False
     kernel_args: str = "console=ttyS0 root=/dev/vda rw quiet"
+
+
+def host_os() -> HostOS:
+    """The OS this process runs on."""
+    return {"darwin": HostOS.MACOS, "win32": HostOS.WINDOWS}.get(sys.platform, HostOS.LINUX)
 
 
 def qemu_binary(host: HostOS, arch: Arch) -> str:
@@ -114,6 +122,8 @@ def qemu_argv(spec: QemuSpec) -> list[str]:
         if paths.initrd is not None:
             argv += ["-initrd", str(paths.initrd)]
     restrict = ",restrict=on" if spec.restrict_network else ""
+    ready = (f"socket,id=ready,host=127.0.0.1,port={paths.ready_port}" if host is HostOS.WINDOWS
+             else f"socket,id=ready,path={paths.ready_socket}")
     argv += [
         "-drive", f"file={paths.disk},if=virtio,format=qcow2,discard=unmap",
         "-drive", f"file={paths.seed},if=virtio,format=raw,readonly=on,media=disk",
@@ -121,7 +131,7 @@ def qemu_argv(spec: QemuSpec) -> list[str]:
         "-device", "virtio-net-pci,netdev=net0",
         "-device", "virtio-rng-pci",
         "-serial", f"file:{paths.serial_log}",
-        "-chardev", f"socket,id=ready,path={paths.ready_socket}",
+        "-chardev", ready,
         "-device", "virtio-serial-pci",
         "-device", f"virtserialport,chardev=ready,name={READY_PORT}",
     ]

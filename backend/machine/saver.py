@@ -9,8 +9,8 @@
   connection whose first request is one of them (``GET``, or ``HEAD``, with the same query once normalised) is
   answered from that record with ``Connection: close`` and the VM sleeps on: nothing in the guest can change
   while it is paused and no request reached it;
-- any other request, bytes on a connection opened before the pause, and ``berth machine ssh`` (SIGUSR1 to the
-  agent) resume the VM (QMP ``cont``) before the request is passed on, and the guest's clock is set from the
+- any other request (``berth machine ssh`` sends ``GET /_ping?wake=1`` first) and bytes on a connection opened
+  before the pause resume the VM (QMP ``cont``) before the request is passed on, and the guest's clock is set from the
   host's (a paused guest's clock stands still);
 - ``resting`` in the machine's record says whether it is paused.
 """
@@ -130,8 +130,8 @@ class ResourceSaver:
     guest's clock to the host's, ``record`` saves ``resting``.
     """
 
-    def __init__(self, qmp_socket: Path, open_api: Callable[[], Stream], running: Callable[[], int | None],
-                 idle_timeout: Callable[[], int], set_clock: Callable[[], None],
+    def __init__(self, qmp_socket: Path | tuple[str, int], open_api: Callable[[], Stream],
+                 running: Callable[[], int | None], idle_timeout: Callable[[], int], set_clock: Callable[[], None],
                  record: Callable[[bool], None]) -> None:
         self._qmp_socket = qmp_socket
         self._open_api = open_api

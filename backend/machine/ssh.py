@@ -8,13 +8,13 @@ the guest presents another key).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
-import select
 import shutil
 import sys
-import termios
-import tty
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import paramiko
@@ -34,6 +34,34 @@ def _public_key(line: str) -> paramiko.PKey:
         return paramiko.PKey.from_type_string(kind, base64.b64decode(data))
     except (ValueError, paramiko.SSHException) as exc:
         raise MachineError(f"the pinned host key is unreadable: {exc}") from exc
+
+
+@contextlib.contextmanager
+def _raw_terminal() -> Iterator[None]:
+    """stdin in raw mode while inside (when it is a POSIX terminal); applied at once, so type-ahead stays."""
+    stdin = sys.stdin.fileno()
+    if sys.platform == "win32" or not os.isatty(stdin):
+        yield
+        return
+    import termios
+    import tty
+    saved = termios.tcgetattr(stdin)
+    tty.setraw(stdin, termios.TCSANOW)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
+
+
+def _pump_stdin(channel: paramiko.Channel) -> None:
+    """Send what the user types to ``channel`` until stdin ends (then end the channel's input)."""
+    stdin = sys.stdin.fileno()
+    try:
+        while data := os.read(stdin, 4096):
+            channel.sendall(data)
+        channel.shutdown_write()
+    except (OSError, paramiko.SSHException):
+        pass
 
 
 class GuestSSH:
@@ -92,30 +120,18 @@ class GuestSSH:
             raise MachineError(f"cannot reach port {port} in the machine: {exc}") from exc
 
     def interactive(self) -> int:
-        """An interactive shell on this terminal (stdin/stdout relayed raw); its exit status."""
+        """An interactive shell on this terminal (raw mode on POSIX terminals; what was typed ahead is kept);
+        its exit status. Raises MachineError."""
         channel = self.transport.open_session()
         try:
             size = shutil.get_terminal_size()
             channel.get_pty(term="xterm", width=size.columns, height=size.lines)
             channel.invoke_shell()
-            stdin = sys.stdin.fileno()
-            saved = termios.tcgetattr(stdin) if sys.stdin.isatty() else None
-            if saved is not None:
-                tty.setraw(stdin, termios.TCSANOW)  # keeps what was typed ahead (the default flushes it)
-            try:
-                while not channel.exit_status_ready() or channel.recv_ready():
-                    ready, _, _ = select.select([channel, stdin], [], [], 0.5)
-                    if channel in ready:
-                        data = channel.recv(65536)
-                        if not data:
-                            break
-                        sys.stdout.buffer.write(data)
-                        sys.stdout.flush()
-                    if stdin in ready:
-                        channel.sendall(os.read(stdin, 4096))
-            finally:
-                if saved is not None:
-                    termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
+            with _raw_terminal():
+                threading.Thread(target=_pump_stdin, args=(channel,), daemon=True).start()
+                while data := channel.recv(65536):
+                    sys.stdout.buffer.write(data)
+                    sys.stdout.flush()
             return channel.recv_exit_status()
         except (paramiko.SSHException, OSError) as exc:
             raise MachineError(f"ssh session: {exc}") from exc

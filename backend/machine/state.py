@@ -80,6 +80,8 @@ class MachineRecord:
     accel: str = ""
     """The accelerator of the current (or last) boot."""
     ports: list[str] = field(default_factory=list)
+    qmp_port: int = 0
+    """QMP's TCP port on 127.0.0.1 where QEMU cannot use a unix socket (Windows); 0: ``qmp.sock``."""
     resting: bool = False
     """The resource saver paused the running VM; the next API request or ``ssh`` resumes it."""
     guest_version: str = ""
@@ -203,3 +205,14 @@ class MachineFiles:
     def api_socket(self) -> Path:
         """The guest engine's API on the host."""
         return self.dir / "berth.sock"
+
+
+def qmp_address(record: MachineRecord, files: MachineFiles) -> Path | tuple[str, int]:
+    """Where the running machine's QEMU answers QMP."""
+    return ("127.0.0.1", record.qmp_port) if record.qmp_port else files.qmp_socket
+
+
+def engine_address(record: MachineRecord, files: MachineFiles, unix: bool) -> str:
+    """The machine's engine for clients: the unix socket, or ``tcp://127.0.0.1:<api_port>`` on a host without
+    unix sockets (``unix`` False: Windows)."""
+    return f"unix://{files.api_socket}" if unix else f"tcp://127.0.0.1:{record.config.api_port}"

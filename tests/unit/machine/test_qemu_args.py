@@ -21,7 +21,8 @@ from backend.machine.qemu import (
 
 PATHS = QemuPaths(disk=Path("/m/disk.qcow2"), seed=Path("/m/seed.iso"), serial_log=Path("/m/serial.log"),
                   ready_socket=Path("/m/ready.sock"), qmp_socket=Path("/m/qmp.sock"), kernel=Path("/c/vmlinuz"),
-                  initrd=Path("/c/initrd.img"), share=Path("/home/u"), qmp_port=4444)
+                  initrd=Path("/c/initrd.img"), share=Path("/home/u"), qmp_port=4444,
+                  ready_port=4445)
 
 
 def spec(host: HostOS, arch: Arch, accel: Accel, **paths: object) -> QemuSpec:
@@ -42,7 +43,8 @@ def common(argv: list[str]) -> None:
     devices = flag(argv, "-device")
     assert {"virtio-net-pci,netdev=net0", "virtio-rng-pci", "virtio-serial-pci",
             f"virtserialport,chardev=ready,name={READY_PORT}"} <= set(devices)
-    assert flag(argv, "-chardev") == ["socket,id=ready,path=/m/ready.sock"]
+    if not argv[0].endswith(".exe"):
+        assert flag(argv, "-chardev") == ["socket,id=ready,path=/m/ready.sock"]
     assert flag(argv, "-serial") == ["file:/m/serial.log"]
     assert "-nodefaults" in argv and flag(argv, "-display") == ["none"]
 
@@ -86,7 +88,9 @@ def test_windows_whpx() -> None:
     common(argv)
     assert argv[0] == "qemu-system-x86_64.exe"
     assert flag(argv, "-accel") == ["whpx"] and flag(argv, "-machine") == ["q35,kernel-irqchip=off"]
-    assert flag(argv, "-qmp") == ["tcp:127.0.0.1:4444,server=on,wait=off"]  # no unix sockets for QMP there
+    # no unix sockets there: QMP and the ready port are TCP on the loopback
+    assert flag(argv, "-qmp") == ["tcp:127.0.0.1:4444,server=on,wait=off"]
+    assert flag(argv, "-chardev") == ["socket,id=ready,host=127.0.0.1,port=4445"]
     assert "security_model=none" in flag(argv, "-virtfs")[0]
 
 
