@@ -214,7 +214,7 @@ def test_start_from_the_panel_and_stop_from_the_tray(qtbot: Any, qloop: Any, hom
     panel = desktop.window.engine_page.machine_panel
     socket = f"unix://{home}/vm/berth.sock"
     try:
-        run_async(qtbot, eventually(lambda: panel.details.isVisible() and settings.engine_host == socket, 30,
+        run_async(qtbot, eventually(lambda: not panel.details.isHidden() and settings.engine_host == socket, 30,
                                     "the machine and VM mode's address"))
         panel.buttons[MachineVerb.START].click()
         run_async(qtbot, eventually(lambda: "vm</b> is running" in panel.chip.text(), 1100, "the machine running"),
