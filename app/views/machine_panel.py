@@ -74,9 +74,10 @@ class SerialLogDialog(QDialog):
 
 class MachinePanel(QGroupBox):
     """The VM mode box. ``empty`` (with ``create_button``) shows without machines, ``details`` with them;
-    ``chip``, ``facts[name]``, ``socket``, ``error`` show the current machine; ``cpus``/``memory``/``disk`` with
-    ``apply_resources`` change it while stopped, ``idle`` with ``apply_idle`` at any time; ``buttons[verb]``,
-    ``log_button``, ``remove_button`` act. ``confirm`` asks before Remove (replaceable)."""
+    ``chip``, ``facts[name]``, ``socket`` (``copy_socket``), ``error`` show the current machine;
+    ``cpus``/``memory``/``disk`` with ``apply_resources`` change it while stopped, ``idle`` with ``apply_idle``
+    at any time; ``buttons[verb]``, ``log_button``, ``remove_button`` act. ``confirm`` asks before Remove
+    (replaceable)."""
 
     def __init__(self, monitor: MachineMonitor, parent: QWidget | None = None) -> None:
         super().__init__("VM mode", parent)
@@ -139,12 +140,12 @@ class MachinePanel(QGroupBox):
         idle.addWidget(self.apply_idle)
         idle.addStretch(1)
         self.socket = QLabel()
-        copy = QPushButton("Copy")
-        copy.setToolTip("Copy the engine's address (use it as DOCKER_HOST or -H)")
-        copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.socket.text()))
+        self.copy_socket = QPushButton("Copy")
+        self.copy_socket.setToolTip("Copy the engine's address (use it as DOCKER_HOST or -H)")
+        self.copy_socket.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.socket.text()))
         socket_row = QHBoxLayout()
         socket_row.addWidget(self.socket, 1)
-        socket_row.addWidget(copy)
+        socket_row.addWidget(self.copy_socket)
         self.facts = {name: QLabel() for name in ("Accelerator", "Last boot", "Ports")}
         self.error = QLabel()
         self.error.setStyleSheet(ERROR_STYLE)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import QSettings
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QMenu
 
 from app.actions import ActionRunner
@@ -52,6 +53,13 @@ def init(home: Path, name: str, image: Path, sha256: str, *extra: str) -> None:
 
 def record(home: Path, name: str) -> dict[str, Any]:
     return json.loads((home / name / "machine.json").read_text())
+
+
+def write_record(home: Path, doc: dict[str, Any]) -> None:
+    """Replace ``machine.json`` as the agent does (a temp file renamed into place)."""
+    tmp = home / doc["name"] / "machine.json.tmp"
+    tmp.write_text(json.dumps(doc))
+    tmp.rename(home / doc["name"] / "machine.json")
 
 
 @pytest.fixture
@@ -154,6 +162,17 @@ def test_stopped_machine_shows_edits_follows_and_removes(rig: Rig, home: Path, s
     enabled = {verb.value: button.isEnabled() for verb, button in panel.buttons.items()}
     assert enabled == {"start": True, "stop": False, "restart": False}
     assert panel.apply_resources.isEnabled() and panel.cpus.isEnabled()
+    panel.copy_socket.click()
+    assert QGuiApplication.clipboard().text() == f"unix://{home}/vm1/berth.sock"
+
+    failed = {**record(home, "vm1"), "state": "error", "error": "qemu-system-x86_64 exited with status 1"}
+    write_record(home, failed)  # what the agent records when a boot fails
+    rig.wait(lambda: "vm1</b> is error" in panel.chip.text(), "the error state")
+    assert "#d23c3c" in panel.chip.text() and panel.form.isRowVisible(panel.error)
+    assert panel.error.text() == "qemu-system-x86_64 exited with status 1"
+    assert panel.buttons[MachineVerb.START].isEnabled() and not panel.buttons[MachineVerb.STOP].isEnabled()
+    write_record(home, {**failed, "state": "stopped", "error": ""})
+    rig.wait(lambda: not panel.form.isRowVisible(panel.error), "the stopped state again")
 
     panel.cpus.setValue(3)
     panel.memory.setValue(2048)
