@@ -18,12 +18,14 @@ HELPER_FLAG = "--berth-helper"
 HELPERS = {
     "monitor": "backend.engine.runtime.monitor",
     "forkserver": "backend.engine.runtime.forkserver",
+    "machine-agent": "backend.machine.agent",
 }
 # From source the monitor runs without site (no .pth processing): it needs only the standard library and
 # this project, which its caller puts on PYTHONPATH; equivalent to ``python -m`` without runpy's imports.
 _SOURCE_ARGS = {
     "monitor": ["-S", "-c", "import sys; from backend.engine.runtime.monitor import main; sys.exit(main())"],
     "forkserver": ["-m", "backend.engine.runtime.forkserver"],
+    "machine-agent": ["-m", "backend.machine.agent"],
 }
 
 

@@ -410,11 +410,11 @@ class Agent:
                               lambda: self.store.load(self.name).config.idle_timeout, set_clock, record)
         self.saver = saver
         if self.unix:
-            self.api.append(SocketForwarder.unix(self.files.api_socket, open_api, saver.gate, saver.touch))
+            self.api.append(SocketForwarder.unix(self.files.api_socket, open_api, saver.gate, saver.conversation))
         elif not config.api_port:
             raise MachineError("this host has no unix sockets: give the machine an --api-port")
         if config.api_port:
-            self.api.append(SocketForwarder.tcp(config.api_port, open_api, saver.gate, saver.touch))
+            self.api.append(SocketForwarder.tcp(config.api_port, open_api, saver.gate, saver.conversation))
 
     def _watch_events(self) -> None:
         while self.qemu is not None and self.qemu.poll() is None:

@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from backend.frozen import helper_argv
 from backend.machine.errors import MachineError
 from backend.machine.image import Progress, create_overlay, fetch_image
 from backend.machine.qmp import QMP
@@ -120,7 +121,7 @@ class MachineManager:
         if sys.platform == "win32":
             detach = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS}
         with open(files.agent_log, "ab") as log:
-            agent = subprocess.Popen([sys.executable, "-m", "backend.machine.agent", name], stdin=subprocess.DEVNULL,
+            agent = subprocess.Popen([*helper_argv("machine-agent"), name], stdin=subprocess.DEVNULL,
                                      stdout=log, stderr=log, env=env, cwd=Path(__file__).resolve().parents[2],
                                      **detach)
         self.store.update(name, agent_pid=agent.pid)

@@ -3,7 +3,8 @@
 :class:`ResourceSaver` guarantees:
 
 - the VM is paused (QMP ``stop``: its vCPUs halt, QEMU and every connection stay up) once no container has
-  run and no byte has crossed the API socket for the machine's ``idle_timeout`` seconds (0: never);
+  run, no request has been waiting for its answer and no byte has crossed the API socket for the machine's
+  ``idle_timeout`` seconds (0: never);
 - right before pausing it records the guest's answers to the read-only requests of :data:`SNAPSHOT` (``docker
   version``, ``ps``, ``ps -a``, ``images``, ``volume ls``, ``network ls``, ``info``); while paused a new API
   connection whose first request is one of them (``GET``, or ``HEAD``, with the same query once normalised) is
@@ -141,19 +142,46 @@ class ResourceSaver:
         self._record = record
         self._lock = threading.Lock()
         self._last = time.monotonic()
+        self._waiting = 0
+        """Connections whose request (the host's last bytes) the guest has not answered yet."""
+        self._count = threading.Lock()
         self._snapshot: dict[str, bytes] = {}
         self.resting = False
         self._closed = threading.Event()
 
-    def touch(self) -> None:
-        """Bytes crossed the API socket: the machine is not idle; wakes it if it rests."""
+    def conversation(self) -> Callable[[bool | None], None]:
+        """The traffic callback of one new relayed connection: ``True`` for bytes from the host (a request:
+        resumes a resting machine first), ``False`` for bytes from the guest (the answer), ``None`` when it
+        ends. While the host's last bytes on a connection are unanswered the machine is busy (a slow
+        ``create`` or ``commit`` sends nothing for a while)."""
+        waiting = False
+
+        def traffic(inbound: bool | None) -> None:
+            nonlocal waiting
+            with self._count:
+                if inbound and not waiting:
+                    self._waiting += 1
+                elif not inbound and waiting:
+                    self._waiting -= 1
+                waiting = bool(inbound)
+            if inbound is not None:
+                self.touch(inbound)
+
+        return traffic
+
+    def touch(self, request: bool = True) -> None:
+        """Bytes crossed the API socket: the machine is not idle; a ``request`` resumes it if it rests (waiting
+        for a pause under way to finish)."""
         self._last = time.monotonic()
-        if self.resting:
+        if request:
             self.wake()
 
     def idle_for(self) -> float:
         """Seconds since the last API traffic."""
         return time.monotonic() - self._last
+
+    def _busy(self) -> bool:
+        return self._waiting > 0 or self._running() != 0
 
     def rest(self) -> bool:
         """Record the snapshot and pause the VM if it is still idle; whether it now rests. Raises MachineError
@@ -163,7 +191,7 @@ class ResourceSaver:
                 return True
             started = time.monotonic()
             snapshot = {normalise(target): fetch(self._open_api(), target) for target in SNAPSHOT}
-            if self._last > started or self._running() != 0:
+            if self._last > started or self._busy():
                 return False  # something happened meanwhile
             with QMP(self._qmp_socket) as qmp:
                 qmp.execute("stop")
@@ -219,7 +247,7 @@ class ResourceSaver:
         """Pause the machine whenever it has been idle long enough, until :meth:`close` (run in a thread)."""
         while not self._closed.wait(1.0):
             timeout = self._idle_timeout()
-            if self.resting or timeout <= 0 or self._running() != 0 or self.idle_for() < timeout:
+            if self.resting or timeout <= 0 or self._busy() or self.idle_for() < timeout:
                 continue
             try:
                 self.rest()

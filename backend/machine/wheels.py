@@ -4,7 +4,8 @@ dependencies the guest engine needs (``pip download`` for the guest's CPython an
 the desktop app's PySide6/qasync, nor paramiko, which only the host uses).
 
 Cached in ``<cache>/wheels-<version>-<source digest>/`` (built in a temp directory and renamed into place), so
-an edited source tree gives the guest a new wheel.
+an edited source tree gives the guest a new wheel. A frozen bundle carries the same directory, built by
+packaging/build-bundle.sh, in ``<bundle>/guest-wheels/``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
+from backend.frozen import is_frozen
 from backend.machine.errors import MachineError
 
 GUEST_PYTHON = "3.11"
@@ -41,8 +43,13 @@ def _pip(args: list[str], cwd: Path) -> None:
 
 
 def guest_wheels(cache: Path) -> list[Path]:
-    """Every wheel the guest installs (``--no-deps``), built or downloaded once per Berth version.
-    Raises MachineError when pip cannot build or fetch them."""
+    """Every wheel the guest installs (``--no-deps``), built or downloaded once per Berth version (a frozen
+    bundle's own). Raises MachineError when pip cannot build or fetch them, or the bundle has none."""
+    if is_frozen():
+        shipped = sorted((Path(sys.executable).parent / "guest-wheels").glob("wheels-*/*.whl"))
+        if not shipped:
+            raise MachineError("this installation carries no wheels for the machine's berthd (guest-wheels/)")
+        return shipped
     root = source_tree()
     digest = hashlib.sha256()
     for path in sorted([root / "pyproject.toml", *(root / "backend").rglob("*.py")]):

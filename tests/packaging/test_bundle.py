@@ -75,6 +75,11 @@ def test_bundle_programs_run_from_a_clean_path(bundle: Path, tmp_path: Path) -> 
                   env={**CLEAN_ENV, "QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path)})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "self-test passed" in result.stdout
+    # the machine: its agent runs from the bundle, and the guest's berthd comes from the bundle's own wheels
+    agent = _run(bundle / "berth", "--berth-helper", "machine-agent")
+    assert agent.returncode == 2 and "usage: python -m backend.machine.agent NAME" in agent.stderr
+    wheels = sorted(p.name for p in (bundle / "guest-wheels").glob("wheels-*/*.whl"))
+    assert any(name.startswith(f"berth-{VERSION}-") for name in wheels) and any("aiohttp" in n for n in wheels)
 
 
 @pytest.fixture(scope="module")

@@ -296,7 +296,8 @@ def test_resource_saver_pauses_and_wakes(machine: Machine) -> None:
     try:
         deadline = time.monotonic() + 60
         while not machine.record()["resting"]:
-            assert time.monotonic() < deadline, "the idle machine was not paused"
+            assert time.monotonic() < deadline, "the idle machine was not paused: " + (
+                machine.dir / "agent.log").read_text()[-3000:]
             time.sleep(0.2)
         assert _qemu_status(machine) == "paused"
         assert "running (resting)" in machine.berth("machine", "ls").stdout
@@ -313,7 +314,8 @@ def test_resource_saver_pauses_and_wakes(machine: Machine) -> None:
         assert not machine.record()["resting"] and _qemu_status(machine) == "running"
         deadline = time.monotonic() + 60
         while not machine.record()["resting"]:
-            assert time.monotonic() < deadline, "the machine was not paused again"
+            assert time.monotonic() < deadline, "the machine was not paused again: " + (
+                machine.dir / "agent.log").read_text()[-3000:]
             time.sleep(0.2)
         # ssh wakes it too, and the guest's clock was set from the host's after the pause
         guest_time = float(machine.berth("machine", "ssh", NAME, "date", "+%s").stdout)

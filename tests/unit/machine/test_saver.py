@@ -190,3 +190,25 @@ def test_zero_means_never(guest: int, qmp_socket: Path) -> None:
         assert not saver.resting and _status(qmp_socket) == "running" and _Guest.requests == []
     finally:
         saver.close()
+
+
+def test_an_unanswered_request_keeps_it_awake(guest: int, qmp_socket: Path) -> None:
+    """A slow answer (``create`` under TCG sends nothing for seconds) is not idleness."""
+    saver = ResourceSaver(qmp_socket, lambda: socket.create_connection(("127.0.0.1", guest)), lambda: 0, lambda: 1,
+                          lambda: None, lambda resting: None)
+    traffic = saver.conversation()
+    traffic(True)  # the request went in
+    threading.Thread(target=saver.watch, daemon=True).start()
+    try:
+        time.sleep(3)
+        assert not saver.resting and _status(qmp_socket) == "running"
+        traffic(False)  # the answer came back: idle from now on
+        deadline = time.monotonic() + 10
+        while not saver.resting:
+            assert time.monotonic() < deadline, "the answered machine was not paused"
+            time.sleep(0.1)
+        traffic(True)  # the next request on the same connection resumes it before it is passed on
+        assert not saver.resting and _status(qmp_socket) == "running"
+        traffic(None)
+    finally:
+        saver.close()
