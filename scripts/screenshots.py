@@ -3,9 +3,9 @@
 ``scripts/screenshots.py [--out DIR]`` (root; default docs/screenshots) starts a berthd of its own on a temp
 data root (tests/fixtures/berthd.py), loads the locally built test images through a local registry on
 127.0.0.1 (never Docker Hub), creates containers (running with ports, exited 0 and 1, paused, a Compose
-project of three), volumes with files, a network with a subnet and one build, then shows the app offscreen
-(light theme; one page dark) and saves each view with QWidget.grab. Everything it made goes away with its
-berthd. Exit status 0 when every file was written.
+project of three), volumes with files, a network with a subnet, one build and a (stopped) machine, then
+shows the app offscreen (light theme; one page dark) and saves each view with QWidget.grab. Everything it
+made goes away with its berthd. Exit status 0 when every file was written.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import os
 import socket
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from tests.fixtures.berthd import Berthd  # noqa: E402
 from tests.fixtures.images import build_image, push_with_skopeo  # noqa: E402
 from tests.fixtures.registry import LocalRegistry  # noqa: E402
 from tests.fixtures.rootfs import default_cache_dir  # noqa: E402
+from tests.fixtures.tiny_machine_image import build_tiny_image  # noqa: E402
 
 SIZE = QSize(1100, 700)
 DIALOG_SIZE = QSize(760, 560)
@@ -48,6 +50,17 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def make_machine(work: Path) -> None:
+    """A stopped machine named ``default`` (an image that never boots: the Engine page shows its settings)."""
+    os.environ["BERTH_MACHINE_HOME"] = str(work / "machines")
+    image_dir = work / "machine-image"
+    image_dir.mkdir()
+    image = build_tiny_image(image_dir)
+    subprocess.run([sys.executable, "-c", "from backend.cli.main import console_main; console_main()", "machine",
+                    "init", "--image", str(image.tar), "--image-sha256", image.sha256, "--no-share", "--cpus", "4",
+                    "--memory", "4g", "--disk-size", "60g"], check=True, capture_output=True)
 
 
 def make_data(daemon: Berthd, registry: LocalRegistry, context: Path) -> None:
@@ -195,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             with LocalRegistry(base_dir=registry_dir) as registry:
                 daemon.start()
                 make_data(daemon, registry, context)
+                make_machine(work)
                 app = QApplication.instance() or QApplication(sys.argv[:1])
                 app.setApplicationName("Berth")
                 loop = qasync.QEventLoop(app)

@@ -29,7 +29,7 @@ from app.engine_session import EngineSession
 from app.settings import ENGINE_HOST, START_AT_LOGIN, EngineMode, Settings, ThemeChoice
 from backend.api.host import HostError, find_host, parse_host
 
-VM_NOTE = "VM mode needs the Berth machine (berth machine init)."
+VM_NOTE = "VM mode runs the engine in the Berth machine: create it on the Engine page (or berth machine init)."
 ERROR_STYLE = "color: #d23c3c;"
 
 

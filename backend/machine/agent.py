@@ -6,8 +6,9 @@ It guarantees, in order: QEMU runs with the machine's argv (:mod:`backend.machin
 SSH; on the first boot, and whenever the host's build of berthd differs from the guest's, berthd's wheels are
 copied over SFTP and installed; one SSH connection with the pinned host key carries the guest API to
 ``<machine>/berth.sock`` (and to ``127.0.0.1:<api_port>`` when set) and every published port to the host's
-``127.0.0.1`` (TCP through direct-tcpip channels; UDP through QMP ``hostfwd_add``), added on a container's
-``start`` event and removed on its ``die``. On Windows (no unix sockets in CPython) the API is served only on
+``127.0.0.1`` (TCP through direct-tcpip channels; UDP through QMP ``hostfwd_add``), bound when a container
+with fixed host ports is created (so they answer as soon as its start returns) or when it starts, and released
+when it dies or is removed. On Windows (no unix sockets in CPython) the API is served only on
 the TCP port, and QEMU's QMP and ready ports are TCP on the loopback. The resource saver
 (:mod:`backend.machine.saver`) pauses an idle machine. The record becomes ``running`` once the socket serves.
 When QEMU exits (``stop``), forwards are closed, the socket removed and the record set ``stopped``; when the
@@ -137,11 +138,12 @@ def fixed_bindings(host_config: dict[str, Any]) -> dict[str, object] | None:
 
 
 @dataclass
-class Published:
-    """Host-side forwards of one container's published ports."""
+class Forward:
+    """One host port forwarded into the guest (``forwarder`` None for UDP, which QEMU forwards itself) and the
+    containers it is published for (a port stays while one of them needs it)."""
 
-    tcp: list[SocketForwarder] = field(default_factory=list)
-    udp: list[int] = field(default_factory=list)
+    forwarder: SocketForwarder | None
+    owners: set[str] = field(default_factory=set)
 
 
 class Agent:
@@ -157,7 +159,8 @@ class Agent:
         self.saver: ResourceSaver | None = None
         self.running: set[str] | None = None
         """IDs of the guest's running containers (None until listed)."""
-        self.published: dict[str, Published] = {}
+        self.forwards: dict[tuple[int, str], Forward] = {}
+        """By (host port, protocol)."""
         self.accel = Accel.TCG
         self.ready_port: socket.socket | None = None
         """Kept open while the machine runs, so the guest's writes to the ready port never block."""
@@ -278,33 +281,43 @@ class Agent:
     # -- forwarding ---------------------------------------------------------------------------------
 
     def _publish(self, container: str, ports: dict[str, object]) -> None:
+        """Forward ``ports`` (a container's ``Ports`` or ``PortBindings``) for ``container``; a port already
+        forwarded gains it as an owner. A port taken on the host is logged and skipped."""
         assert self.ssh is not None
         ssh = self.ssh
-        published = self.published.setdefault(container, Published())
         for spec, bindings in ports.items():
             if not isinstance(bindings, list):
                 continue
             _, _, proto = spec.partition("/")
+            proto = proto or "tcp"
             for port in sorted({int(b["HostPort"]) for b in bindings if isinstance(b, dict) and b.get("HostPort")}):
-                try:
-                    if proto == "udp":
-                        self._hostfwd("add", port)
-                        published.udp.append(port)
-                    else:
-                        published.tcp.append(SocketForwarder.tcp(port, functools.partial(ssh.open_tcp, port)))
-                except MachineError as exc:
-                    log.warning("%s", exc)
+                forward = self.forwards.get((port, proto))
+                if forward is None:
+                    try:
+                        if proto == "udp":
+                            self._hostfwd("add", port)
+                            forward = Forward(None)
+                        else:
+                            forward = Forward(SocketForwarder.tcp(port, functools.partial(ssh.open_tcp, port)))
+                    except MachineError as exc:
+                        log.warning("%s", exc)
+                        continue
+                    self.forwards[(port, proto)] = forward
+                forward.owners.add(container)
         self._save_ports()
 
     def _unpublish(self, container: str) -> None:
-        published = self.published.pop(container, None)
-        if published is None:
-            return
-        for forwarder in published.tcp:
-            forwarder.close()
-        for port in published.udp:
-            with suppress(MachineError):
-                self._hostfwd("remove", port)
+        """Drop ``container`` from every forward; forwards nobody needs any more are closed."""
+        for key, forward in list(self.forwards.items()):
+            forward.owners.discard(container)
+            if forward.owners:
+                continue
+            del self.forwards[key]
+            if forward.forwarder is not None:
+                forward.forwarder.close()
+            else:
+                with suppress(MachineError):
+                    self._hostfwd("remove", key[0])
         self._save_ports()
 
     def _hostfwd(self, verb: str, port: int) -> None:
@@ -315,14 +328,15 @@ class Agent:
             raise MachineError(f"QEMU: {str(out).strip()}")
 
     def _save_ports(self) -> None:
-        ports = sorted(f"127.0.0.1:{f.port}/tcp" for p in self.published.values() for f in p.tcp) + sorted(
-            f"127.0.0.1:{port}/udp" for p in self.published.values() for port in p.udp)
-        self.store.update(self.name, ports=ports)
+        ports = [f"127.0.0.1:{port}/{proto}" for port, proto in sorted(self.forwards, key=lambda k: (k[1], k[0]))]
+        if ports != self.store.load(self.name).ports:
+            self.store.update(self.name, ports=ports)
 
     async def _watch_containers(self) -> None:
         """Publish the ports of running containers, then follow events until QEMU exits. A container's fixed
-        port bindings are read at ``create``, so its ``start`` publishes them without another round trip
-        into the guest (random host ports are read from the started container)."""
+        port bindings are read and bound on the host at ``create``, so they answer the moment its ``start``
+        returns (random host ports are read from the started container); ``die`` releases them (a later
+        ``start`` binds them again) and so does ``destroy`` of a container that never ran."""
         planned: dict[str, dict[str, object]] = {}
         address = engine_address(self.store.load(self.name), self.files, self.unix)
         async with EngineClient(address, timeout=30) as client:
@@ -341,10 +355,9 @@ class Agent:
                         fixed = fixed_bindings((await client.inspect_container(container)).host_config)
                         if fixed is not None:
                             planned[container] = fixed
+                            self._publish(container, fixed)
                 elif event.action == "start":
                     running.add(container)
-                    if container in self.published:
-                        continue
                     ports = planned.get(container)
                     if ports is None:
                         try:
@@ -357,6 +370,7 @@ class Agent:
                     self._unpublish(container)
                 elif event.action == "destroy":
                     planned.pop(container, None)
+                    self._unpublish(container)
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -438,8 +452,10 @@ class Agent:
             self.saver.close()
         for forwarder in self.api:
             forwarder.close()
-        for container in list(self.published):
-            self._unpublish(container)
+        for forward in self.forwards.values():
+            if forward.forwarder is not None:
+                forward.forwarder.close()
+        self.forwards.clear()
         self._stop_qemu()
         if self.ssh is not None:
             self.ssh.close()

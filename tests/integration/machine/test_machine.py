@@ -200,6 +200,22 @@ def test_published_port_reachable_on_host(machine: Machine) -> None:
         pass
 
 
+def test_created_container_holds_its_port_until_removed(machine: Machine) -> None:
+    name = "machine-created"
+    machine.berth("-H", f"unix://{machine.socket}", "create", "--name", name, "-p", "18084:80", "busybox")
+    try:
+        deadline = time.monotonic() + 30
+        while "127.0.0.1:18084/tcp" not in machine.record()["ports"]:
+            assert time.monotonic() < deadline, "a created container's fixed port was not bound"
+            time.sleep(0.1)
+    finally:
+        machine.berth("-H", f"unix://{machine.socket}", "rm", name)
+    deadline = time.monotonic() + 30
+    while "127.0.0.1:18084/tcp" in machine.record()["ports"]:
+        assert time.monotonic() < deadline, "removing the created container did not release its port"
+        time.sleep(0.1)
+
+
 def test_published_udp_port_through_qmp(machine: Machine) -> None:
     name = "machine-udp"
     # Debian's busybox has no UDP server: the guest's own python3, bind-mounted from the guest's /usr.
