@@ -4,7 +4,7 @@ One SSH connection per :class:`SSHTunnel` (so per client), made on first use and
 each HTTP connection is a channel of it to the remote engine's unix socket:
 
 - an OpenSSH ``direct-streamlocal@openssh.com`` channel (OpenSSH's PROTOCOL, section 2.4: the socket path,
-  then a reserved string and uint32), which paramiko does not build, so :class:`_Transport` appends those
+  then a reserved string and uint32), which paramiko does not build, so :class:`StreamlocalTransport` appends those
   fields to its channel-open message;
 - to the address's path when it has one; else to dockerd's ``/var/run/docker.sock`` or berthd's
   ``/run/berth/berth.sock``, else ``docker system dial-stdio`` (what the docker CLI runs, so a remote
@@ -44,7 +44,7 @@ _MSG_CHANNEL_OPEN = 90
 _OPEN_PREFIX = bytes([_MSG_CHANNEL_OPEN]) + struct.pack(">I", len(STREAMLOCAL)) + STREAMLOCAL.encode()
 
 
-class _Transport(paramiko.Transport):
+class StreamlocalTransport(paramiko.Transport):
     """paramiko's Transport that can also open ``direct-streamlocal@openssh.com`` channels."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
@@ -150,10 +150,10 @@ class SSHTunnel:
             self._client.close()
             self._client = None
 
-    def _transport(self, timeout: float | None) -> _Transport:
+    def _transport(self, timeout: float | None) -> StreamlocalTransport:
         if self._client is not None:
             transport = self._client.get_transport()
-            if isinstance(transport, _Transport) and transport.is_active():
+            if isinstance(transport, StreamlocalTransport) and transport.is_active():
                 return transport
             self._drop()
         host, port, user, identities = self._ssh_config()
@@ -168,7 +168,7 @@ class SSHTunnel:
         try:
             client.connect(host, port, username=user, key_filename=identities or None,  # type: ignore[arg-type]
                            timeout=timeout, banner_timeout=timeout, auth_timeout=timeout, allow_agent=True,
-                           look_for_keys=True, transport_factory=_Transport)
+                           look_for_keys=True, transport_factory=StreamlocalTransport)
         except paramiko.BadHostKeyException as exc:
             client.close()
             raise self._fail(f"the host key of {shown} changed: ~/.ssh/known_hosts has {exc.expected_key.get_name()} "
@@ -190,7 +190,7 @@ class SSHTunnel:
             client.close()
             raise self._fail(str(exc) or type(exc).__name__) from exc
         transport = client.get_transport()
-        assert isinstance(transport, _Transport)
+        assert isinstance(transport, StreamlocalTransport)
         transport.set_keepalive(30)
         self._client = client
         return transport

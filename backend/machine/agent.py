@@ -53,7 +53,7 @@ from backend.machine.qemu import (
 )
 from backend.machine.qmp import QMP
 from backend.machine.saver import ResourceSaver
-from backend.machine.seed import GUEST_API_PORT, GUEST_WHEELS
+from backend.machine.seed import GUEST_SOCKET, GUEST_WHEELS
 from backend.machine.ssh import GuestSSH
 from backend.machine.state import (
     TRANSITIONS,
@@ -409,7 +409,7 @@ class Agent:
         config = self.store.load(self.name).config
 
         def open_api() -> paramiko.Channel:
-            return ssh.open_tcp(GUEST_API_PORT)
+            return ssh.open_unix(GUEST_SOCKET)
 
         def set_clock() -> None:
             ssh.run(f"date -u -s @{time.time():.3f} >/dev/null", timeout=30)

@@ -10,7 +10,8 @@ key is generated here and handed to the guest in user-data's ``ssh_keys``, so it
   virtio-serial port :data:`~backend.machine.qemu.READY_PORT` once sshd runs (on every boot);
 - ``/usr/local/sbin/berth-guest-install`` (run by the host over SSH after copying the wheels) installs berthd
   into ``/opt/berth`` offline and enables ``berthd.service``, whose start writes ``READY`` to the same port
-  when the API answers on ``127.0.0.1:``:data:`GUEST_API_PORT`.
+  when the API answers on :data:`GUEST_SOCKET`, its only address: the host reaches it over SSH
+  (direct-streamlocal), nothing in the guest's network (a ``--network host`` container) can.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from backend.machine.qemu import READY_PORT, SHARE_TAG
 
-GUEST_API_PORT = 2375
 GUEST_WHEELS = "/var/lib/berth-machine/wheels"
 GUEST_SOCKET = "/run/berth/berth.sock"
 _PORT_DEVICE = f"/dev/virtio-ports/{READY_PORT}"
@@ -53,7 +53,7 @@ After=network-online.target berth-guest-boot.service
 
 [Service]
 Type=simple
-ExecStart=/opt/berth/bin/berthd -H unix://{GUEST_SOCKET} -H tcp://127.0.0.1:{GUEST_API_PORT}
+ExecStart=/opt/berth/bin/berthd -H unix://{GUEST_SOCKET}
 ExecStartPost=/usr/local/sbin/berth-guest-ready
 KillMode=process
 Delegate=yes
@@ -67,16 +67,20 @@ LimitNOFILE=1048576
 WantedBy=multi-user.target
 """
 
-_READY_SCRIPT = f"""#!/bin/bash
+_READY_SCRIPT = f"""#!/usr/bin/python3
 # Wait until berthd's API accepts connections, then tell the host.
-for _ in $(seq 600); do
-    if (exec 3<>/dev/tcp/127.0.0.1/{GUEST_API_PORT}) 2>/dev/null; then
-        echo READY > {_PORT_DEVICE}
-        exit 0
-    fi
-    sleep 0.1
-done
-exit 1
+import socket, sys, time
+for _ in range(600):
+    try:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect("{GUEST_SOCKET}")
+    except OSError:
+        time.sleep(0.1)
+        continue
+    with open("{_PORT_DEVICE}", "w") as port:
+        port.write("READY\\n")
+    sys.exit(0)
+sys.exit(1)
 """
 
 _INSTALL_SCRIPT = f"""#!/bin/sh

@@ -1,4 +1,5 @@
-"""SSH to a machine (paramiko): the pinned host key, commands, SFTP, and channels to guest-local TCP ports.
+"""SSH to a machine (paramiko): the pinned host key, commands, SFTP, channels to guest-local TCP ports and to the
+guest engine's unix socket (direct-streamlocal, through backend.api's transport).
 
 The only host key accepted is the one pinned at provisioning (``RejectPolicy``; nothing is ever added
 automatically). Every paramiko or socket failure is wrapped once here as MachineError (HostKeyChanged when
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import paramiko
 
+from backend.api.ssh_transport import StreamlocalTransport
 from backend.machine.errors import HostKeyChanged, MachineError
 
 
@@ -77,7 +79,7 @@ class GuestSSH:
         try:
             self._client.connect("127.0.0.1", port, username="root", pkey=paramiko.Ed25519Key.from_private_key_file(
                 str(user_key)), allow_agent=False, look_for_keys=False, timeout=timeout, banner_timeout=timeout,
-                auth_timeout=timeout)
+                auth_timeout=timeout, transport_factory=StreamlocalTransport)
         except paramiko.BadHostKeyException as exc:
             self._client.close()
             raise HostKeyChanged(f"the machine's host key changed: pinned {fingerprint(exc.expected_key)}, the guest "
@@ -87,7 +89,7 @@ class GuestSSH:
             self._client.close()
             raise MachineError(f"cannot connect to the machine over SSH (127.0.0.1:{port}): {exc}") from exc
         transport = self._client.get_transport()
-        assert transport is not None
+        assert isinstance(transport, StreamlocalTransport)
         transport.set_keepalive(15)
         self.transport = transport
 
@@ -118,6 +120,13 @@ class GuestSSH:
             return self.transport.open_channel("direct-tcpip", ("127.0.0.1", port), origin, timeout=10)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise MachineError(f"cannot reach port {port} in the machine: {exc}") from exc
+
+    def open_unix(self, path: str) -> paramiko.Channel:
+        """A channel to the guest's unix socket ``path`` (OpenSSH's direct-streamlocal). Raises MachineError."""
+        try:
+            return self.transport.open_streamlocal(path, timeout=10)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise MachineError(f"cannot reach {path} in the machine: {exc}") from exc
 
     def interactive(self) -> int:
         """An interactive shell on this terminal (raw mode on POSIX terminals; what was typed ahead is kept);

@@ -237,6 +237,17 @@ def test_published_udp_port_through_qmp(machine: Machine) -> None:
         machine.berth("-H", f"unix://{machine.socket}", "rm", "-f", name)
 
 
+def test_the_engine_is_unreachable_from_containers(machine: Machine) -> None:
+    """berthd in the guest has no TCP listener: a host-network container finds nothing on the usual ports."""
+    proc = machine.berth("-H", f"unix://{machine.socket}", "run", "--rm", "--network", "host", "busybox", "sh", "-c",
+                         "busybox httpd -p 127.0.0.1:18099 -h / && sleep 0.5; for p in 18099 2375 2376; do "
+                         "busybox nc -w 2 127.0.0.1 $p </dev/null && echo open-$p; done; ls /run/berth 2>&1; echo done",
+                         check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "open-18099" in proc.stdout  # the probe does find a listener on the guest's loopback
+    assert "open-237" not in proc.stdout and "berth.sock" not in proc.stdout and proc.stdout.endswith("done\n")
+
+
 def test_host_file_visible_in_bind_mount(machine: Machine) -> None:
     (machine.share / "from-host.txt").write_text("written on the host\n")
     proc = machine.berth("-H", f"unix://{machine.socket}", "run", "--rm", "-v", f"{machine.share}:/data", "busybox",
