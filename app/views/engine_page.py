@@ -17,11 +17,13 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QFormLayout,
+    QFrame,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -164,7 +166,15 @@ class EnginePage(QWidget):
         self.machines = MachineMonitor(MachineControl(), runner, settings)
         self.machine_panel = MachinePanel(self.machines)
 
-        layout = QVBoxLayout(self)
+        content = QWidget()
+        scroll = QScrollArea()  # the page scrolls rather than setting the window's minimum height
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(content)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+        layout = QVBoxLayout(content)
         layout.addWidget(QLabel("<b>Engine</b>"))
         layout.addWidget(self.state)
         layout.addLayout(buttons)
