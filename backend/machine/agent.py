@@ -8,11 +8,11 @@ copied over SFTP and installed; one SSH connection with the pinned host key carr
 ``<machine>/berth.sock`` (and to ``127.0.0.1:<api_port>`` when set) and every published port to the host's
 ``127.0.0.1`` (TCP through direct-tcpip channels; UDP through QMP ``hostfwd_add``), bound when a container
 with fixed host ports is created (so they answer as soon as its start returns) or when it starts, and released
-when it dies or is removed. On Windows (no unix sockets in CPython) the API is served only on
-the TCP port, and QEMU's QMP and ready ports are TCP on the loopback. The resource saver
-(:mod:`backend.machine.saver`) pauses an idle machine. The record becomes ``running`` once the socket serves.
-When QEMU exits (``stop``), forwards are closed, the socket removed and the record set ``stopped``; when the
-boot fails it is set ``error`` with the reason. SIGTERM ends QEMU and the agent.
+when it dies or is removed. On Windows (no unix sockets in CPython) the API is served only on the TCP port,
+and QEMU's QMP and ready ports are TCP on the loopback. The resource saver (:mod:`backend.machine.saver`)
+pauses an idle machine. The record becomes ``running`` once the socket serves. When QEMU exits (``stop``),
+forwards are closed, the socket removed and the record set ``stopped``; when the boot fails it is set
+``error`` with the reason. SIGTERM ends QEMU and the agent.
 """
 
 from __future__ import annotations
