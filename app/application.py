@@ -72,6 +72,7 @@ class Desktop:
         """Close the windows, hide the tray and stop watching the engine (the engine keeps running)."""
         self.window.close()
         self.tray.icon.hide()
+        await self.window.engine_page.machines.stop()
         await self.session.stop()
 
 

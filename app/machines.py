@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
+from contextlib import suppress
 from enum import Enum
 from typing import Any
 
@@ -68,6 +69,7 @@ class MachineMonitor(QObject):
         self.machines: list[MachineInfo] = []
         self.loaded = False
         self._started = False
+        self._stopped = False
         self._again = False
         self._loading: asyncio.Task[None] | None = None
         self._debounce = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
@@ -89,8 +91,20 @@ class MachineMonitor(QObject):
             self._started = True
             self._check_home()
 
+    async def stop(self) -> None:
+        """Stop following the disk and end a read under way (the app is closing)."""
+        self._stopped = True
+        self._home_poll.stop()
+        self._debounce.stop()
+        if self._loading is not None and not self._loading.done():
+            self._loading.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._loading
+
     def refresh(self) -> None:
         """Read the machines again (once more after the read under way, if one is)."""
+        if self._stopped:
+            return
         if self._loading is not None and not self._loading.done():
             self._again = True
             return
@@ -127,7 +141,7 @@ class MachineMonitor(QObject):
             self.changed.emit()
             self._follow_engine_mode()
         finally:
-            if self._again:
+            if self._again and not self._stopped:
                 self._again = False
                 self._debounce.start()
 

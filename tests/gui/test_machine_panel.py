@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +98,10 @@ class Rig:
 
 
 @pytest.fixture
-def rig(qtbot: Any, qloop: Any, home: Path, settings: Settings) -> Rig:
-    return Rig(qtbot, settings)
+def rig(qtbot: Any, qloop: Any, home: Path, settings: Settings) -> Iterator[Rig]:
+    rig = Rig(qtbot, settings)
+    yield rig
+    run_async(qtbot, rig.monitor.stop())
 
 
 def test_without_a_machine_create_validates_inline_and_shows_the_cli_error(
